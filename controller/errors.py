@@ -1,0 +1,134 @@
+"""One error hierarchy for cratekeeper.
+
+Every error carries a machine-readable ``reason`` (used verbatim as the reason of a status
+condition) and a human message that says what to fix. Messages never contain secrets:
+callers pass redacted URLs and never include file contents of credentials or kubeconfigs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class CratekeeperError(Exception):
+    """Base of every error cratekeeper raises on purpose."""
+
+    reason: ClassVar[str] = "Error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or suspicious) in a workspace file, located by file and line."""
+
+    file: str
+    line: int | None
+    message: str
+    severity: str = "error"  # "error" or "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        prefix = "warning: " if self.severity == "warning" else ""
+        return f"{where}: {prefix}{self.message}"
+
+
+class WorkspaceError(CratekeeperError):
+    """The workspace (workspace.poly, block.poly, kubeconfig layout) is invalid."""
+
+    reason = "InvalidWorkspace"
+
+    def __init__(self, problems: Sequence[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(file="workspace", line=None, message=problems)]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class BlockError(WorkspaceError):
+    """A block.poly is invalid, or does not match the reference it was pulled by."""
+
+    reason = "InvalidBlock"
+
+
+class InvalidReferenceError(CratekeeperError, ValueError):
+    """A ``from:`` value that is not a pinned block reference (the message says what to write)."""
+
+    reason = "InvalidReference"
+
+
+class KubeconfigError(CratekeeperError):
+    """The workspace does not hold exactly one kubeconfig where cratekeeper expects it."""
+
+    reason = "KubeconfigInvalid"
+
+
+class DecryptionError(CratekeeperError):
+    """An age-encrypted file could not be decrypted (missing or wrong identity)."""
+
+    reason = "DecryptionFailed"
+
+
+class SourceError(CratekeeperError):
+    """Fetching the workspace from Git failed."""
+
+    reason = "GitFetchFailed"
+
+
+class GitUnreachableError(SourceError):
+    reason = "GitUnreachable"
+
+
+class GitAuthError(SourceError):
+    reason = "GitAuthenticationFailed"
+
+
+class GitRefNotFoundError(SourceError):
+    reason = "GitRefNotFound"
+
+
+class GitHistoryRewrittenError(SourceError):
+    reason = "GitHistoryRewritten"
+
+
+class RegistryError(CratekeeperError):
+    """Pushing or pulling a block from an OCI registry failed."""
+
+    reason = "RegistryError"
+
+
+class RegistryUnreachableError(RegistryError):
+    reason = "RegistryUnreachable"
+
+
+class RegistryAuthError(RegistryError):
+    reason = "RegistryAuthenticationFailed"
+
+
+class ArtifactNotFoundError(RegistryError):
+    reason = "BlockNotFound"
+
+
+class DigestMismatchError(RegistryError):
+    reason = "DigestMismatch"
+
+
+class UnsafeArchiveError(RegistryError):
+    reason = "UnsafeBlockArchive"
+
+
+class RunError(CratekeeperError):
+    """Running a block action failed."""
+
+    reason = "RunFailed"
+
+
+class RunTimeoutError(RunError):
+    reason = "RunTimedOut"

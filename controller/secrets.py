@@ -1,0 +1,177 @@
+"""The kubeconfig rule and age decryption (DESIGN §1, §2).
+
+A workspace manages exactly one cluster, so it holds exactly one kubeconfig, at
+``artifacts/secrets/kubeconfig.yml`` or, age-encrypted, ``artifacts/secrets/kubeconfig.yml.age``.
+None, both, or any other kubeconfig-looking file is an error, never a guess.
+
+Plaintext only ever lives in memory here and, for a run, in a 0600 file on a memory-backed
+filesystem when one exists (``/dev/shm``), removed when the run ends. No message in this
+module ever includes file contents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pyrage
+
+from controller.errors import DecryptionError, KubeconfigError
+from controller.tree import Tree
+
+KUBECONFIG = "artifacts/secrets/kubeconfig.yml"
+KUBECONFIG_AGE = KUBECONFIG + ".age"
+ENCRYPTED_MARKER = ".workspace-encrypted"
+
+_KUBECONFIG_NAME = re.compile(r"(kubeconfig|kube[-_.]?config)", re.IGNORECASE)
+_KUBECONFIG_CONTENT = re.compile(rb"^kind:\s*[\"']?Config[\"']?\s*$", re.MULTILINE)
+_CLUSTERS = re.compile(rb"^clusters:", re.MULTILINE)
+_IGNORED_DIRS = ("blocks/", ".git/")
+_SCAN_LIMIT = 1024 * 1024
+_SCANNED_SUFFIXES = (".yml", ".yaml", ".json", "")
+
+
+@dataclass(frozen=True)
+class KubeconfigLocation:
+    """Where the workspace's kubeconfig is, and whether it is age-encrypted."""
+
+    path: str
+    encrypted: bool
+
+
+@dataclass(frozen=True)
+class AgeKeys:
+    """What may decrypt ``*.age`` files: age identities and/or a passphrase (never logged)."""
+
+    identities: tuple[str, ...] = field(default=(), repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_sources(
+        cls,
+        identity_file: Path | None = None,
+        identity: str | None = None,
+        passphrase: str | None = None,
+    ) -> AgeKeys:
+        """Collect identities from a file (age's identity-file format) and/or a literal value."""
+        lines: list[str] = []
+        if identity_file is not None:
+            try:
+                lines += identity_file.read_text().splitlines()
+            except OSError as exc:
+                raise DecryptionError(
+                    f"cannot read the age identity file {identity_file}: {exc.strerror}; "
+                    "check CRATEKEEPER_AGE_IDENTITY_FILE"
+                ) from None
+        if identity:
+            lines += identity.splitlines()
+        keys = tuple(ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+        return cls(keys, passphrase or None)
+
+
+def _looks_like_kubeconfig(tree: Tree, relpath: str) -> bool:
+    """By name (``*kubeconfig*``, ``kube-config``...) or, for YAML/JSON files, by content."""
+    path = PurePosixPath(relpath)
+    if _KUBECONFIG_NAME.search(path.name) or path.parts[-2:] == (".kube", "config"):
+        return True
+    if path.suffix not in _SCANNED_SUFFIXES:
+        return False
+    content = tree.read_bytes(relpath)
+    if content is None or len(content) > _SCAN_LIMIT:
+        return False
+    return bool(_KUBECONFIG_CONTENT.search(content) and _CLUSTERS.search(content))
+
+
+def find_kubeconfig(tree: Tree) -> KubeconfigLocation:
+    """Apply the kubeconfig rule; raise :class:`KubeconfigError` saying what to change."""
+    files = tree.files()
+    present = set(files)
+    plain, encrypted = KUBECONFIG in present, KUBECONFIG_AGE in present
+    others = [
+        f
+        for f in files
+        if f not in (KUBECONFIG, KUBECONFIG_AGE)
+        and not f.startswith(_IGNORED_DIRS)
+        and _looks_like_kubeconfig(tree, f)
+    ]
+    if others:
+        raise KubeconfigError(
+            f"found another kubeconfig-like file: {', '.join(others)}; a workspace manages "
+            f"exactly one cluster, whose kubeconfig must be {KUBECONFIG} (or {KUBECONFIG_AGE}): "
+            "move it there or remove it"
+        )
+    if plain and encrypted:
+        raise KubeconfigError(
+            f"both {KUBECONFIG} and {KUBECONFIG_AGE} exist; keep exactly one "
+            "(remove the plaintext file if the workspace is encrypted)"
+        )
+    if not plain and not encrypted:
+        raise KubeconfigError(
+            f"no kubeconfig: add the target cluster's kubeconfig as {KUBECONFIG} "
+            f"(or age-encrypted as {KUBECONFIG_AGE})"
+        )
+    return KubeconfigLocation(KUBECONFIG_AGE if encrypted else KUBECONFIG, encrypted)
+
+
+def decrypt_age(ciphertext: bytes, keys: AgeKeys, what: str) -> bytes:
+    """Decrypt an age file with identities or a passphrase; errors never include plaintext."""
+    if not keys.identities and not keys.passphrase:
+        raise DecryptionError(
+            f"{what} is age-encrypted but no age identity is configured; set "
+            "CRATEKEEPER_AGE_IDENTITY_FILE (or the Workspace's spec.decryption.secretRef)"
+        )
+    identities = []
+    for i, line in enumerate(keys.identities, start=1):
+        try:
+            identities.append(pyrage.x25519.Identity.from_str(line))
+        except pyrage.IdentityError:
+            raise DecryptionError(
+                f"age identity #{i} is not a valid identity (expected AGE-SECRET-KEY-1...); "
+                "check the identity file"
+            ) from None
+    if identities:
+        with contextlib.suppress(pyrage.DecryptError):
+            return bytes(pyrage.decrypt(ciphertext, identities))
+    if keys.passphrase:
+        with contextlib.suppress(pyrage.DecryptError):
+            return bytes(pyrage.passphrase.decrypt(ciphertext, keys.passphrase))
+    raise DecryptionError(
+        f"cannot decrypt {what}: none of the configured age identities (or the passphrase) "
+        "matches it, or the file is corrupt; encrypt it to the controller's recipient"
+    )
+
+
+def read_kubeconfig(tree: Tree, keys: AgeKeys) -> bytes:
+    """The workspace's kubeconfig in plaintext (decrypted if needed), kept in memory only."""
+    location = find_kubeconfig(tree)
+    data = tree.read_bytes(location.path)
+    if data is None:  # pragma: no cover - find_kubeconfig saw it
+        raise KubeconfigError(f"{location.path} disappeared while reading it")
+    if location.encrypted:
+        return decrypt_age(data, keys, location.path)
+    return data
+
+
+def _private_dir() -> str | None:
+    # mkstemp creates the file O_EXCL with mode 0600, so a shared tmpfs is safe here.
+    shm = Path("/dev/shm")  # noqa: S108
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+@contextlib.contextmanager
+def kubeconfig_file(content: bytes) -> Iterator[Path]:
+    """A 0600 file holding ``content`` (memory-backed where possible), removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix="cratekeeper-kubeconfig-", dir=_private_dir())
+    path = Path(name)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
