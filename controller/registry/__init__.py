@@ -1,0 +1,22 @@
+"""OCI registry access for blocks: push, pull, verify, cache by digest, unpack safely.
+
+The artifact format (Polycrate's) is described in docs/block-artifacts.md. Typical use::
+
+    client = RegistryClient(RegistryOptions.from_settings(settings, docker_config=path))
+    digest = push_block(Path("blocks/app"), BlockRef.parse(REF), client=client)
+    pulled = pull_block(BlockRef.parse(REF), workspace_root, client=client)
+"""
+
+from controller.registry.auth import Credentials, DockerConfig
+from controller.registry.blocks import PulledBlock, pull_block, push_block
+from controller.registry.client import RegistryClient, RegistryOptions
+
+__all__ = [
+    "Credentials",
+    "DockerConfig",
+    "PulledBlock",
+    "RegistryClient",
+    "RegistryOptions",
+    "pull_block",
+    "push_block",
+]

@@ -1,0 +1,249 @@
+"""Real OCI registries for tests: Debian's ``docker-registry`` (CNCF distribution v2).
+
+Session fixtures start one registry without auth and one with htpasswd basic auth, each on a
+free port of 127.0.0.1 with its own storage directory. ``registry_proxy`` puts a small HTTP
+proxy in front of a registry that records every request (to count blob downloads) and can
+demand bearer tokens from its own token endpoint (to exercise the WWW-Authenticate flow).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+USER = "ci-user"
+PASSWORD = "s3cret-pa55word"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    """A running registry: ``host`` is ``127.0.0.1:PORT``; ``storage`` its root directory."""
+
+    host: str
+    storage: Path
+    credentials: tuple[str, str] | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def blob_file(self, digest: str) -> Path:
+        """Where the filesystem driver keeps a blob's bytes (to tamper with it)."""
+        hexdigest = digest.removeprefix("sha256:")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+
+    def docker_config(self, user: str | None = None, password: str | None = None) -> str:
+        """A docker config JSON for this registry (``auth`` base64 form)."""
+        user = user or (self.credentials[0] if self.credentials else USER)
+        password = password or (self.credentials[1] if self.credentials else PASSWORD)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return json.dumps({"auths": {self.host: {"auth": token}}})
+
+
+def start_registry(workdir: Path, credentials: tuple[str, str] | None = None) -> Registry:
+    """Start ``docker-registry serve`` on a free loopback port; wait until it answers."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        pytest.skip(
+            "docker-registry is not installed (apt-get install -y docker-registry); "
+            "the registry tests need the real CNCF distribution registry"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    storage = workdir / "storage"
+    port = free_port()
+    auth = ""
+    if credentials is not None:
+        import bcrypt
+
+        hashed = bcrypt.hashpw(credentials[1].encode(), bcrypt.gensalt(rounds=4)).decode()
+        (workdir / "htpasswd").write_text(f"{credentials[0]}:{hashed}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {workdir / 'htpasswd'}\n"
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n" + auth
+    )
+    log = (workdir / "registry.log").open("wb")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
+    registry = Registry(f"127.0.0.1:{port}", storage, credentials, process)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"docker-registry exited early: {(workdir / 'registry.log').read_text()}"
+            )
+        try:
+            if requests.get(f"{registry.url}/v2/", timeout=1).status_code in (200, 401):
+                return registry
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    stop_registry(registry)
+    raise RuntimeError("docker-registry did not start within 20 seconds")
+
+
+def stop_registry(registry: Registry) -> None:
+    if registry.process is not None and registry.process.poll() is None:
+        registry.process.terminate()
+        try:
+            registry.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            registry.process.kill()
+            registry.process.wait()
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry without authentication."""
+    registry = start_registry(tmp_path_factory.mktemp("registry-open"))
+    yield registry
+    stop_registry(registry)
+
+
+@pytest.fixture(scope="session")
+def oci_registry_basic_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry behind htpasswd basic auth (``USER``/``PASSWORD``, bcrypt cost 4)."""
+    registry = start_registry(tmp_path_factory.mktemp("registry-auth"), (USER, PASSWORD))
+    yield registry
+    stop_registry(registry)
+
+
+# --- a recording (and optionally token-demanding) proxy ------------------------------------
+
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+@dataclass
+class RegistryProxy:
+    """A proxy at ``host`` forwarding to ``upstream``; ``requests`` lists (method, path)."""
+
+    host: str
+    upstream: Registry
+    requests: list[tuple[str, str]] = field(default_factory=list)
+    bearer_credentials: tuple[str, str] | None = None
+    tokens: set[str] = field(default_factory=set)
+    token_requests: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def blob_downloads(self) -> list[str]:
+        return [path for method, path in self.requests if method == "GET" and "/blobs/" in path]
+
+    def docker_config(self, user: str, password: str) -> str:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return json.dumps({"auths": {self.host: {"auth": token}}})
+
+
+def _handler(proxy: RegistryProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def _token(self) -> None:
+            proxy.token_requests += 1
+            expected = proxy.bearer_credentials
+            assert expected is not None
+            wanted = "Basic " + base64.b64encode(f"{expected[0]}:{expected[1]}".encode()).decode()
+            if self.headers.get("Authorization") != wanted:
+                self._reply(401, b'{"details":"bad credentials"}', {})
+                return
+            token = secrets.token_hex(16)
+            proxy.tokens.add(token)
+            self._reply(200, json.dumps({"token": token}).encode(), {})
+
+        def _forward(self) -> None:
+            if self.path.startswith("/token"):
+                self._token()
+                return
+            proxy.requests.append((self.command, self.path.split("?")[0]))
+            if proxy.bearer_credentials is not None and self.path.startswith("/v2/"):
+                given = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                if given not in proxy.tokens:
+                    challenge = (
+                        f'Bearer realm="{proxy.url}/token",service="test-registry",'
+                        'scope="repository:acme:pull"'
+                    )
+                    self._reply(401, b"{}", {"WWW-Authenticate": challenge})
+                    return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            headers = {
+                key: value
+                for key, value in self.headers.items()
+                if key.lower() not in _HOP_BY_HOP and key.lower() != "authorization"
+            }
+            upstream = requests.request(
+                self.command,
+                proxy.upstream.url + self.path,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                stream=True,
+                timeout=30,
+            )
+            content = upstream.raw.read(decode_content=False)
+            self.send_response(upstream.status_code)
+            for key, value in upstream.headers.items():
+                if key.lower() not in _HOP_BY_HOP:
+                    self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(content)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    return Handler
+
+
+@pytest.fixture
+def registry_proxy(
+    oci_registry: Registry,
+) -> Iterator[Callable[..., RegistryProxy]]:
+    """Factory: ``registry_proxy(bearer=(user, password) | None)`` in front of ``oci_registry``."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def make(bearer: tuple[str, str] | None = None) -> RegistryProxy:
+        proxy = RegistryProxy("", oci_registry, bearer_credentials=bearer)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+        proxy.host = f"127.0.0.1:{server.server_address[1]}"
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return proxy
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
