@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from controller import source
 from controller.errors import (
     GitAuthError,
     GitHistoryRewrittenError,
@@ -18,7 +17,7 @@ from controller.errors import (
     GitUnreachableError,
     SourceError,
 )
-from controller.source import GitAuth, GitRef, fetch, local_revision, redact
+from controller.source import GitAuth, GitRef, fetch, gitcmd, local_revision, redact
 from controller.tree import Tree, read_text
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def http_auth(tmp_path: Path, git_http: GitHttpServer) -> GitAuth:
 def git_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every git subcommand controller.source runs (``ls-remote``, ``fetch``, ``log`` ...)."""
     calls: list[str] = []
-    real = source._run
+    real = gitcmd.run
 
     def counting(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
         words = list(args)
@@ -58,7 +57,7 @@ def git_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         calls.append(words[0])
         return real(args, **kwargs)
 
-    monkeypatch.setattr(source, "_run", counting)
+    monkeypatch.setattr(gitcmd, "run", counting)
     yield calls
 
 

@@ -1,0 +1,144 @@
+"""Fetching a ref from a remote into the cache and resolving it to a :class:`Revision`.
+
+A check whose remote ref has not moved costs exactly one ``git ls-remote``; a pinned commit
+already cached costs no network at all. A branch or tag that no longer descends from the last
+applied commit is refused as rewritten history.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from controller.errors import (
+    GitAuthError,
+    GitHistoryRewrittenError,
+    GitRefNotFoundError,
+    GitUnreachableError,
+    SourceError,
+)
+from controller.source import gitcmd
+from controller.source.cache import cache_repo, locked
+from controller.source.model import GitAuth, GitRef, RefKind
+from controller.source.remote import Remote
+from controller.source.revision import Revision, read_revision, resolve
+
+__all__ = ["fetch"]
+
+
+def fetch(
+    url: str,
+    ref: GitRef,
+    cache_dir: Path,
+    *,
+    subpath: str = "",
+    auth: GitAuth | None = None,
+    previous: str | None = None,
+    timeout: float = gitcmd.DEFAULT_TIMEOUT,
+) -> Revision:
+    """Bring ``ref`` of the repository at ``url`` into the cache and resolve it to a commit.
+
+    The cache is one bare repository per URL under ``cache_dir``; fetches are incremental. When
+    the remote ref still points at a commit the cache holds, this costs one ``git ls-remote``
+    and nothing else (a pinned commit already cached costs no network at all).
+
+    ``previous`` is the commit last applied for this ref: when the new commit does not descend
+    from it the remote history was rewritten, and :class:`GitHistoryRewrittenError` is raised
+    instead of silently following a force-push. Pass ``None`` when the ref itself changed.
+    """
+    with tempfile.TemporaryDirectory(prefix="cratekeeper-auth-") as scratch:
+        remote = Remote.create(url, auth or GitAuth(), timeout, Path(scratch))
+        git_dir = cache_repo(cache_dir, remote.url)
+        with locked(git_dir):
+            return _fetch_locked(remote, git_dir, ref, subpath, previous)
+
+
+def _fetch_locked(
+    remote: Remote, git_dir: Path, ref: GitRef, subpath: str, previous: str | None
+) -> Revision:
+    """:func:`fetch`, holding the cache repository's lock."""
+    if ref.kind is RefKind.COMMIT:
+        sha = ref.name
+        if not _has_commit(git_dir, sha):
+            _fetch_commit(remote, git_dir, sha)
+    else:
+        sha = _ls_remote(remote, git_dir, ref)
+        if not _has_commit(git_dir, sha):
+            remote.git(
+                git_dir,
+                [
+                    "fetch",
+                    "--no-tags",
+                    "--no-write-fetch-head",
+                    "--quiet",
+                    "--end-of-options",
+                    remote.url,
+                    f"+{ref.remote_name}:{ref.remote_name}",
+                ],
+            )
+            if not _has_commit(git_dir, sha):
+                # The ref moved again between ls-remote and fetch: take what was fetched.
+                sha = resolve(git_dir, f"{ref.remote_name}^{{commit}}") or sha
+        if resolve(git_dir, f"{ref.remote_name}^{{commit}}") != sha:
+            # The commit is here (fetched for another ref, or left over from before a
+            # force-push) but our ref is not on it: point the ref at it, keeping it from gc.
+            gitcmd.git(["update-ref", ref.remote_name, sha], git_dir=git_dir)
+    if previous and previous != sha and not _is_ancestor(git_dir, previous, sha):
+        raise GitHistoryRewrittenError(
+            f"{ref} of {remote.display} now points at {sha[:12]}, which does not descend "
+            f"from the last applied commit {previous[:12]}: the history was rewritten "
+            "(force-push?). Restore the history, or confirm the new commit by changing "
+            "spec.source.ref"
+        )
+    return read_revision(git_dir, sha, subpath, where=remote.display)
+
+
+def _ls_remote(remote: Remote, git_dir: Path, ref: GitRef) -> str:
+    """The commit ``ref`` points at on the remote: the one network round trip of a check."""
+    out = remote.git(git_dir, ["ls-remote", "--end-of-options", remote.url, ref.remote_name])
+    found: dict[str, str] = {}
+    for line in out.decode().splitlines():
+        oid, _, name = line.partition("\t")
+        found[name] = oid
+    sha = found.get(f"{ref.remote_name}^{{}}") or found.get(ref.remote_name)
+    if sha is None:
+        raise GitRefNotFoundError(
+            f"{ref} not found in {remote.display}; check spec.source.ref "
+            f"(`git ls-remote {remote.display}` lists what exists)"
+        )
+    return sha
+
+
+def _fetch_commit(remote: Remote, git_dir: Path, sha: str) -> None:
+    """Fetch a pinned commit: by id when the server allows it, else every branch and tag."""
+    keep = f"refs/cratekeeper/commits/{sha}"
+    base = ["fetch", "--no-write-fetch-head", "--quiet", "--end-of-options", remote.url]
+    try:
+        remote.git(git_dir, [*base, f"{sha}:{keep}"])
+    except (GitAuthError, GitUnreachableError):
+        raise
+    except SourceError:
+        # Servers that refuse unadvertised object ids: take every branch and tag instead.
+        remote.git(git_dir, [*base, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
+    if not _has_commit(git_dir, sha):
+        raise GitRefNotFoundError(
+            f"commit {sha[:12]} not found in {remote.display}; check spec.source.ref.commit "
+            "(was it pushed? was the branch holding it force-pushed?)"
+        )
+    gitcmd.git(["update-ref", keep, sha], git_dir=git_dir)
+
+
+def _has_commit(git_dir: Path, sha: str) -> bool:
+    """Whether the cache holds commit ``sha`` (a local lookup, no network)."""
+    return gitcmd.run(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir).returncode == 0
+
+
+def _is_ancestor(git_dir: Path, old: str, new: str) -> bool:
+    """Whether ``old`` is an ancestor of ``new``; an ``old`` the cache lacks is not (the full
+    history of ``new`` has been fetched, so any ancestor of it is present)."""
+    if not _has_commit(git_dir, old):
+        return False
+    proc = gitcmd.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir)
+    if proc.returncode not in (0, 1):
+        raise SourceError(f"cannot compare {old[:12]} with {new[:12]}: {gitcmd.stderr(proc)}")
+    return proc.returncode == 0
