@@ -1,0 +1,77 @@
+"""``Workspace.status`` (DESIGN §3): what was fetched, attempted and applied, per block.
+
+The same model is the state file of ``cratekeeper reconcile --state FILE``, so the CLI and the
+operator record exactly the same facts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+BlockPhase = Literal["Applied", "Failed", "Pending"]
+RunResultName = Literal["Succeeded", "Failed", "TimedOut", "Invalid"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class BlockStatus(_Model):
+    """The last applied state of one block instance."""
+
+    name: str
+    from_: str = Field(alias="from", description="The full pinned reference that was applied.")
+    version: str
+    digest: str | None = None
+    config_hash: str = Field(alias="configHash")
+    phase: BlockPhase = "Applied"
+    last_run: datetime | None = Field(default=None, alias="lastRun")
+
+
+class Change(_Model):
+    """One block's change within a revision: ``old → new``."""
+
+    block: str
+    from_: str | None = Field(default=None, alias="from")
+    to: str
+    reason: str
+    rollback: bool = False
+    result: RunResultName | None = None
+
+    def __str__(self) -> str:
+        old = self.from_.rsplit(":", 1)[-1] if self.from_ else "(new)"
+        return f"{self.block}: {old} → {self.to.rsplit(':', 1)[-1]}" + (
+            " (rollback)" if self.rollback else ""
+        )
+
+
+class HistoryEntry(_Model):
+    """One attempt to apply one revision."""
+
+    revision: str
+    subject: str = ""
+    author: str = ""
+    changes: list[Change] = Field(default_factory=list)
+    action: str = "deploy"
+    result: RunResultName
+    message: str = ""
+    started: datetime
+    finished: datetime
+    job_names: list[str] = Field(default_factory=list, alias="jobNames")
+
+
+class WorkspaceStatus(_Model):
+    """What cratekeeper knows of one workspace; ``lastAppliedRevision`` moves only on success."""
+
+    last_fetched_revision: str | None = Field(default=None, alias="lastFetchedRevision")
+    last_attempted_revision: str | None = Field(default=None, alias="lastAttemptedRevision")
+    last_applied_revision: str | None = Field(default=None, alias="lastAppliedRevision")
+    blocks: list[BlockStatus] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    def dump(self) -> dict[str, object]:
+        """JSON-ready, with the CRD's camelCase names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

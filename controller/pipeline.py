@@ -1,0 +1,228 @@
+"""fetch → parse → plan → pull → run → record, for one workspace, with no Kopf (DESIGN §4).
+
+:func:`reconcile` takes a resolved :class:`~controller.source.Revision` and the current status
+and returns what happened; :func:`controller.status.record` turns that into the next status.
+Blocking work (Git export, registry I/O) runs in threads so the operator's loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controller.api.status import WorkspaceStatus
+from controller.errors import CratekeeperError, RunError
+from controller.plan import AppliedBlock, Plan, Run, deep_merge, plan
+from controller.refs import BlockRef
+from controller.registry import PulledBlock, RegistryClient, pull_block
+from controller.runners.base import ActionRequest, OutputHandler, Runner
+from controller.secrets import AgeKeys, read_kubeconfig
+from controller.source import Revision
+from controller.status import ReconcileOutcome, RunOutcome, applied_blocks
+from controller.workspace import WorkspaceFile, load_workspace
+
+Progress = Callable[[str], None]
+UNINSTALL = "uninstall"
+
+
+@dataclass(frozen=True)
+class PipelineContext:
+    """The collaborators and knobs of a reconcile."""
+
+    runner: Runner
+    registry: RegistryClient
+    keys: AgeKeys
+    action: str = "deploy"
+    timeout: float = 1800.0
+    work_dir: Path | None = None
+    on_output: OutputHandler | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _resolve_digests(ws: WorkspaceFile, client: RegistryClient) -> dict[str, str]:
+    """Tag → manifest digest of every pinned block (one HEAD request each)."""
+    digests = {}
+    for instance in ws.blocks:
+        ref = instance.from_
+        digest = ref.digest or client.head_manifest(ref.registry, ref.repository, ref.tag)
+        if digest:
+            digests[instance.name] = digest
+    return digests
+
+
+async def reconcile(
+    revision: Revision,
+    status: WorkspaceStatus,
+    ctx: PipelineContext,
+    progress: Progress = lambda _: None,
+) -> ReconcileOutcome:
+    """Apply ``revision`` on top of ``status``; never raises for a bad workspace or a failed run."""
+    started = _now()
+
+    def outcome(**kwargs: object) -> ReconcileOutcome:
+        return ReconcileOutcome(
+            revision=revision.sha,
+            subject=revision.subject,
+            author=revision.author,
+            action=ctx.action,
+            started=started,
+            finished=_now(),
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    if revision.sha == status.last_applied_revision:
+        progress(f"revision {revision.sha[:12]} is already applied: nothing to do")
+        return outcome(up_to_date=True)
+    try:
+        ws = await asyncio.to_thread(load_workspace, revision.tree)
+        kubeconfig = await asyncio.to_thread(read_kubeconfig, revision.tree, ctx.keys)
+        digests = await asyncio.to_thread(_resolve_digests, ws, ctx.registry)
+    except CratekeeperError as exc:
+        progress(f"revision {revision.sha[:12]}: {exc.reason}: {exc}")
+        return outcome(error=exc)
+    the_plan = plan(ws, applied_blocks(status), action=ctx.action, digests=digests)
+    if the_plan.empty:
+        progress(f"revision {revision.sha[:12]}: every block is up to date")
+        return outcome()
+    with tempfile.TemporaryDirectory(prefix="cratekeeper-ws-", dir=ctx.work_dir) as tmp:
+        root = Path(tmp)
+        await asyncio.to_thread(revision.tree.export, root)
+        runs, removed_failed = await _execute(
+            the_plan, ws, root, kubeconfig, revision, ctx, progress
+        )
+    return outcome(runs=runs, removed=the_plan.removed, removed_failed=tuple(removed_failed))
+
+
+async def _execute(
+    the_plan: Plan,
+    ws: WorkspaceFile,
+    root: Path,
+    kubeconfig: bytes,
+    revision: Revision,
+    ctx: PipelineContext,
+    progress: Progress,
+) -> tuple[list[RunOutcome], list[str]]:
+    """Runs in workspace order; the first failure stops the rest of the plan."""
+    done: list[RunOutcome] = []
+    for run in the_plan.runs:
+        ran = await _run_one(
+            run,
+            run.action,
+            run.ref,
+            run.instance.config,
+            ws,
+            root,
+            kubeconfig,
+            revision,
+            ctx,
+            progress,
+        )
+        done.append(ran)
+        if not ran.succeeded:
+            return done, [a.name for a in the_plan.removed]
+    failed_removals = []
+    for gone in the_plan.removed:
+        if not await _uninstall(gone, ws, root, kubeconfig, revision, ctx, progress):
+            failed_removals.append(gone.name)
+    return done, failed_removals
+
+
+async def _run_one(
+    run: Run,
+    action: str,
+    ref: BlockRef,
+    config: dict[str, object],
+    ws: WorkspaceFile,
+    root: Path,
+    kubeconfig: bytes,
+    revision: Revision,
+    ctx: PipelineContext,
+    progress: Progress,
+) -> RunOutcome:
+    label = f"{run.block} ({run.from_ or 'new'} -> {run.to}, {run.reason})"
+    progress(f"pulling {ref}")
+    try:
+        pulled = await asyncio.to_thread(pull_block, ref, root, client=ctx.registry)
+        request = _request(pulled, run.block, action, config, ws, root, kubeconfig, revision, ctx)
+    except CratekeeperError as exc:
+        progress(f"{label}: {exc.reason}: {exc}")
+        return RunOutcome(run, "failed", None, _now(), message=f"{run.block}: {exc}")
+    progress(f"running {run.block} {action} {label}")
+    result = await ctx.runner.run(request, ctx.on_output)
+    elapsed = (result.finished - result.started).total_seconds()
+    counts = result.counts
+    progress(
+        f"{run.block} {action}: {result.status} in {elapsed:.1f}s "
+        f"(ok={counts.ok} changed={counts.changed} failed={counts.failed})"
+    )
+    message = ""
+    if not result.succeeded:
+        where = f" at task {result.failed_task!r}" if result.failed_task else ""
+        message = f"{run.block} {action} {result.status}{where}"
+    return RunOutcome(run, result.status, pulled.digest, result.finished, result.job_name, message)
+
+
+def _request(
+    pulled: PulledBlock,
+    block: str,
+    action: str,
+    config: dict[str, object],
+    ws: WorkspaceFile,
+    root: Path,
+    kubeconfig: bytes,
+    revision: Revision,
+    ctx: PipelineContext,
+) -> ActionRequest:
+    spec = pulled.block.action(action)
+    if spec is None:
+        known = ", ".join(a.name for a in pulled.block.actions) or "none"
+        raise RunError(
+            f"block {pulled.ref.name}:{pulled.ref.tag} has no action {action!r} "
+            f"(its actions: {known}); set spec.action or add it to block.poly"
+        )
+    return ActionRequest(
+        workspace=ws.name,
+        organization=ws.organization,
+        revision=revision.sha,
+        block=block,
+        ref=pulled.ref,
+        action=action,
+        playbook=spec.playbook,
+        config=deep_merge(pulled.block.config, config),
+        workspace_dir=root,
+        kubeconfig=kubeconfig,
+        timeout=ctx.timeout,
+    )
+
+
+async def _uninstall(
+    gone: AppliedBlock,
+    ws: WorkspaceFile,
+    root: Path,
+    kubeconfig: bytes,
+    revision: Revision,
+    ctx: PipelineContext,
+    progress: Progress,
+) -> bool:
+    """Run the removed block's ``uninstall`` action when it has one; True when done."""
+    ref = BlockRef.parse(gone.from_)
+    try:
+        pulled = await asyncio.to_thread(pull_block, ref, root, client=ctx.registry)
+    except CratekeeperError as exc:
+        progress(f"{gone.name} was removed; cannot pull {ref} to uninstall it: {exc}")
+        return False
+    if pulled.block.action(UNINSTALL) is None:
+        progress(f"{gone.name} was removed; its block has no uninstall action")
+        return True
+    progress(f"{gone.name} was removed: running uninstall of {ref}")
+    request = _request(pulled, gone.name, UNINSTALL, {}, ws, root, kubeconfig, revision, ctx)
+    result = await ctx.runner.run(request, ctx.on_output)
+    progress(f"{gone.name} uninstall: {result.status}")
+    return result.succeeded

@@ -1,0 +1,1 @@
+"""Where a block action runs: one protocol (:mod:`.base`), one module per runner."""

@@ -1,0 +1,1 @@
+"""Ansible callback plugins shipped with cratekeeper (loaded by ansible-playbook, not imported)."""

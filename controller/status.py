@@ -1,0 +1,144 @@
+"""Pipeline outcome → the next ``WorkspaceStatus`` (pure).
+
+Status never lies (Flux's rule): ``lastAppliedRevision`` moves only when every run of a
+revision succeeded; a block's recorded version moves only when its own run succeeded; a
+failure is recorded in the history and the block's phase, never over the last good state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from controller.api.status import BlockStatus, Change, HistoryEntry, RunResultName, WorkspaceStatus
+from controller.errors import CratekeeperError, KubeconfigError, WorkspaceError
+from controller.plan import AppliedBlock, Run
+
+DEFAULT_HISTORY_LIMIT = 10
+
+_RESULT_NAMES: dict[str, RunResultName] = {
+    "succeeded": "Succeeded",
+    "failed": "Failed",
+    "timedOut": "TimedOut",
+}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One planned run and how it ended (``status`` as the runner reported it)."""
+
+    run: Run
+    status: str
+    digest: str | None
+    finished: datetime
+    job_name: str | None = None
+    message: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "succeeded"
+
+
+@dataclass(frozen=True)
+class ReconcileOutcome:
+    """Everything one reconcile of one revision did."""
+
+    revision: str
+    subject: str
+    author: str
+    action: str
+    started: datetime
+    finished: datetime
+    up_to_date: bool = False
+    error: CratekeeperError | None = None
+    runs: Sequence[RunOutcome] = ()
+    removed: Sequence[AppliedBlock] = ()
+    removed_failed: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def succeeded(self) -> bool:
+        return (
+            self.error is None and all(r.succeeded for r in self.runs) and not self.removed_failed
+        )
+
+
+def applied_blocks(status: WorkspaceStatus) -> list[AppliedBlock]:
+    """The applied state the planner compares against."""
+    return [AppliedBlock(b.name, b.from_, b.digest, b.config_hash) for b in status.blocks]
+
+
+def _change(outcome: RunOutcome) -> Change:
+    run = outcome.run
+    return Change(
+        block=run.block,
+        from_=run.from_,
+        to=run.to,
+        reason=run.reason,
+        rollback=run.rollback,
+        result=_RESULT_NAMES.get(outcome.status, "Failed"),
+    )
+
+
+def record(
+    status: WorkspaceStatus,
+    outcome: ReconcileOutcome,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
+) -> WorkspaceStatus:
+    """The status after ``outcome``; the input is not modified."""
+    new = status.model_copy(deep=True)
+    new.last_fetched_revision = outcome.revision
+    if outcome.up_to_date:
+        return new
+    new.last_attempted_revision = outcome.revision
+    blocks = {b.name: b for b in new.blocks}
+    for ran in outcome.runs:
+        run = ran.run
+        if ran.succeeded:
+            blocks[run.block] = BlockStatus(
+                name=run.block,
+                from_=run.to,
+                version=run.ref.version,
+                digest=ran.digest,
+                config_hash=run.config_hash,
+                phase="Applied",
+                last_run=ran.finished,
+            )
+        elif run.block in blocks:
+            blocks[run.block] = blocks[run.block].model_copy(
+                update={"phase": "Failed", "last_run": ran.finished}
+            )
+    for gone in outcome.removed:
+        if gone.name not in outcome.removed_failed:
+            blocks.pop(gone.name, None)
+    new.blocks = list(blocks.values())
+    if outcome.succeeded:
+        new.last_applied_revision = outcome.revision
+    if outcome.runs or outcome.error or outcome.removed:
+        result: RunResultName = "Succeeded"
+        if isinstance(outcome.error, WorkspaceError | KubeconfigError):
+            result = "Invalid"
+        elif outcome.error is not None:
+            result = "Failed"
+        elif not outcome.succeeded:
+            failed = [r for r in outcome.runs if not r.succeeded]
+            result = _RESULT_NAMES.get(failed[0].status, "Failed") if failed else "Failed"
+        message = (
+            str(outcome.error)
+            if outcome.error
+            else "; ".join(r.message for r in outcome.runs if r.message)
+        )
+        entry = HistoryEntry(
+            revision=outcome.revision,
+            subject=outcome.subject,
+            author=outcome.author,
+            changes=[_change(r) for r in outcome.runs],
+            action=outcome.action,
+            result=result,
+            message=message,
+            started=outcome.started,
+            finished=outcome.finished,
+            job_names=[r.job_name for r in outcome.runs if r.job_name],
+        )
+        new.history = [entry, *new.history][:history_limit]
+    return new

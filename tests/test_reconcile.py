@@ -1,0 +1,193 @@
+"""`cratekeeper reconcile` end to end: real Git, real registry, real Ansible, emulated cluster."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.cli import main
+from controller.refs import BlockRef
+from controller.registry import RegistryClient, RegistryOptions, push_block
+from tests.support.gitrepo import GitRepo
+from tests.support.kube_emulator import KubeEmulator
+from tests.support.oci_registry import Registry
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NAMESPACE = "acme-app-acme-production-1"
+SEED_NAME = "registry.acme-corp.com/acme/apps/app-deploy"
+
+
+@pytest.fixture(scope="module")
+def block_name(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """app-deploy 1.1.0, 1.2.0 and a broken 1.3.0, pushed to the test registry."""
+    name = f"{oci_registry.host}/acme/apps/app-deploy-e2e"
+    client = RegistryClient(RegistryOptions(insecure_registries=(oci_registry.host,)))
+    for version in ("1.1.0", "1.2.0", "1.3.0"):
+        block = tmp_path_factory.mktemp(f"block-{version}")
+        shutil.copytree(EXAMPLES / "blocks" / "app-deploy", block, dirs_exist_ok=True)
+        poly = block / "block.poly"
+        poly.write_text(
+            poly.read_text()
+            .replace(SEED_NAME, name)
+            .replace("version: 1.2.0", f"version: {version}")
+        )
+        if version == "1.3.0":
+            deploy = block / "deploy.yml"
+            deploy.write_text(
+                deploy.read_text().replace(
+                    "  tasks:\n",
+                    "  tasks:\n"
+                    "    - name: Refuse to deploy\n"
+                    "      ansible.builtin.fail: {msg: broken}\n",
+                )
+            )
+        push_block(block, BlockRef.parse(f"{name}:{version}"), client=client, also_latest=False)
+    return name
+
+
+@pytest.fixture
+def production(tmp_path: Path, block_name: str, kubeconfig: Path) -> GitRepo:
+    repo = GitRepo(tmp_path / "acme-production-1")
+    shutil.copytree(EXAMPLES / "acme-production-1", repo.path, dirs_exist_ok=True)
+    ws = repo.path / "workspace.poly"
+    ws.write_text(ws.read_text().replace(SEED_NAME, block_name))
+    shutil.copy(kubeconfig, repo.path / "artifacts/secrets/kubeconfig.yml")
+    repo.commit("acme-production-1 on app-deploy 1.1.0")
+    return repo
+
+
+def pin(repo: GitRepo, version: str) -> str:
+    ws = repo.path / "workspace.poly"
+    text = ws.read_text()
+    old = text.split("app-deploy-e2e:")[1].split()[0]
+    ws.write_text(text.replace(f"app-deploy-e2e:{old}", f"app-deploy-e2e:{version}"))
+    return repo.commit(f"app-deploy {old} -> {version}")
+
+
+def reconcile(repo: GitRepo, registry: Registry, state: Path) -> tuple[int, dict[str, Any]]:
+    code = main(
+        ["reconcile", str(repo.path), "--state", str(state), "--insecure-registry", registry.host]
+    )
+    return code, json.loads(state.read_text())
+
+
+def image(emulator: KubeEmulator) -> str:
+    deployment = emulator.get("apps/v1/deployments", "acme-app", namespace=NAMESPACE)
+    assert deployment is not None
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_first_apply_noop_bump_and_revert(
+    production: GitRepo,
+    oci_registry: Registry,
+    kube_emulator: KubeEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file = tmp_path / "state.json"
+
+    code, state = reconcile(production, oci_registry, state_file)
+    assert code == 0, capsys.readouterr()
+    assert image(kube_emulator) == "ghcr.io/acme/myapp:1.1.0"
+    assert state["lastAppliedRevision"] == production.head()
+    (block,) = state["blocks"]
+    assert (block["name"], block["version"], block["phase"]) == ("app", "1.1.0", "Applied")
+    assert block["digest"].startswith("sha256:")
+    assert state["history"][0]["changes"][0]["reason"] == "new"
+
+    mark = kube_emulator.mark()
+    code, again = reconcile(production, oci_registry, state_file)
+    assert code == 0
+    assert again["history"] == state["history"]  # nothing ran
+    assert not kube_emulator.writes(since=mark)
+    assert "already applied: nothing to do" in capsys.readouterr().out
+
+    bumped = pin(production, "1.2.0")
+    code, state = reconcile(production, oci_registry, state_file)
+    assert code == 0
+    assert image(kube_emulator) == "ghcr.io/acme/myapp:1.2.0"
+    change = state["history"][0]["changes"][0]
+    assert (change["from"].rsplit(":", 1)[1], change["to"].rsplit(":", 1)[1]) == ("1.1.0", "1.2.0")
+    assert change["rollback"] is False
+    assert state["lastAppliedRevision"] == bumped
+    out = capsys.readouterr().out
+    assert "running app deploy" in out and "succeeded in" in out  # progress as it happens
+
+    production.revert()
+    code, state = reconcile(production, oci_registry, state_file)
+    assert code == 0
+    assert image(kube_emulator) == "ghcr.io/acme/myapp:1.1.0"
+    change = state["history"][0]["changes"][0]
+    assert (change["reason"], change["rollback"]) == ("version", True)
+    assert state["blocks"][0]["version"] == "1.1.0"
+
+
+def test_a_failed_run_keeps_the_last_good_state(
+    production: GitRepo,
+    oci_registry: Registry,
+    kube_emulator: KubeEmulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file = tmp_path / "state.json"
+    assert reconcile(production, oci_registry, state_file)[0] == 0
+    good = production.head()
+
+    pin(production, "1.3.0")
+    code, state = reconcile(production, oci_registry, state_file)
+    assert code == 1
+    assert "was not applied" in capsys.readouterr().err
+    assert state["lastAppliedRevision"] == good
+    assert state["lastAttemptedRevision"] == production.head()
+    (block,) = state["blocks"]
+    assert (block["version"], block["phase"]) == ("1.1.0", "Failed")
+    entry = state["history"][0]
+    assert entry["result"] == "Failed"
+    assert "at task 'Refuse to deploy'" in entry["message"]
+    assert image(kube_emulator) == "ghcr.io/acme/myapp:1.1.0"
+
+
+def test_an_invalid_commit_is_recorded_and_runs_nothing(
+    production: GitRepo,
+    oci_registry: Registry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    state_file = tmp_path / "state.json"
+    assert reconcile(production, oci_registry, state_file)[0] == 0
+    good = production.head()
+    pin(production, "latest")
+    code, state = reconcile(production, oci_registry, state_file)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "InvalidWorkspace" in err and "workspace.poly:7" in err
+    assert state["lastAppliedRevision"] == good
+    assert state["history"][0]["result"] == "Invalid"
+    assert state["blocks"][0]["version"] == "1.1.0"
+
+
+def test_an_unreachable_registry_runs_nothing(
+    production: GitRepo, oci_registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_file = tmp_path / "state.json"
+    ws = production.path / "workspace.poly"
+    ws.write_text(ws.read_text().replace(oci_registry.host, "127.0.0.1:9"))
+    production.commit("point at a closed port")
+    code = main(
+        [
+            "reconcile",
+            str(production.path),
+            "--state",
+            str(state_file),
+            "--insecure-registry",
+            "127.0.0.1:9",
+        ]
+    )
+    assert code == 1
+    assert "RegistryUnreachable" in capsys.readouterr().err
+    state = json.loads(state_file.read_text())
+    assert "lastAppliedRevision" not in state and state["blocks"] == []

@@ -1,0 +1,155 @@
+"""The local runner: real ansible-playbook with kubernetes.core against the emulated cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from controller.refs import BlockRef
+from controller.runners.base import ActionRequest
+from controller.runners.local import LocalRunner
+from tests.support.kube_emulator import KubeEmulator
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REF = BlockRef.parse("registry.acme-corp.com/acme/apps/app-deploy:1.2.0")
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("ansible-playbook") is None
+    and not (Path(__file__).parents[1] / ".venv/bin/ansible-playbook").exists(),
+    reason="ansible-playbook is not installed (scripts/setup installs it)",
+)
+
+
+def workspace_with_block(tmp_path: Path, block_dir: Path, ref: BlockRef = REF) -> Path:
+    """A materialised workspace: the block under blocks/<registry-path>/ as Polycrate has it."""
+    root = tmp_path / "ws"
+    shutil.copytree(block_dir, root / "blocks" / ref.name)
+    (root / "workspace.poly").write_text("name: acme-staging-1\n")
+    return root
+
+
+def request(root: Path, kubeconfig: Path, namespace: str, **over: object) -> ActionRequest:
+    fields: dict[str, object] = {
+        "workspace": "acme-staging-1",
+        "organization": "acme",
+        "revision": "0" * 40,
+        "block": "app",
+        "ref": REF,
+        "action": "deploy",
+        "playbook": "deploy.yml",
+        "config": {"namespace": namespace, "image": "", "replicas": 1, "port": 8080},
+        "workspace_dir": root,
+        "kubeconfig": kubeconfig.read_bytes(),
+        "timeout": 300.0,
+    }
+    fields.update(over)
+    return ActionRequest(**fields)  # type: ignore[arg-type]
+
+
+def a_block(tmp_path: Path, playbook: str) -> Path:
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "play.yml").write_text(textwrap.dedent(playbook))
+    return block
+
+
+HEADER = """\
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars: {ansible_python_interpreter: "{{ ansible_playbook_python }}"}
+  tasks:
+"""
+
+
+def test_the_example_deploy_creates_the_pinned_deployment(
+    tmp_path: Path, kube_emulator: KubeEmulator, kubeconfig: Path
+) -> None:
+    root = workspace_with_block(tmp_path, EXAMPLES / "blocks" / "app-deploy")
+    lines: list[str] = []
+    result = asyncio.run(
+        LocalRunner().run(request(root, kubeconfig, "acme-app-acme-staging-1"), lines.append)
+    )
+    assert result.status == "succeeded", "\n".join(result.log_tail)
+    assert result.counts.failed == 0 and result.counts.changed >= 3
+    deployment = kube_emulator.get(
+        "apps/v1/deployments", "acme-app", namespace="acme-app-acme-staging-1"
+    )
+    assert deployment is not None
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "ghcr.io/acme/myapp:1.2.0"
+    assert kube_emulator.get("v1/services", "acme-app", namespace="acme-app-acme-staging-1")
+    assert lines and any("Deployment" in line for line in lines)  # progress streamed
+
+    again = asyncio.run(LocalRunner().run(request(root, kubeconfig, "acme-app-acme-staging-1")))
+    assert (again.status, again.counts.changed) == ("succeeded", 0)
+
+
+def test_the_action_sees_only_the_workspace_kubeconfig_and_the_extra_vars(
+    tmp_path: Path, kubeconfig: Path
+) -> None:
+    block = a_block(
+        tmp_path,
+        HEADER
+        + """\
+    - ansible.builtin.assert:
+        that:
+          - lookup('env', 'KUBECONFIG') == lookup('env', 'K8S_AUTH_KUBECONFIG')
+          - lookup('file', lookup('env', 'KUBECONFIG')) is search('kind. Config')
+          - lookup('env', 'HOME') is not search('^/root')
+          - block.name == 'app' and block.version == '1.2.0' and block.config.namespace == 'ns1'
+          - workspace.name == 'acme-staging-1' and workspace.organization == 'acme'
+          - lookup('env', 'POLYCRATE_ACTION') == 'deploy'
+""",
+    )
+    root = workspace_with_block(tmp_path, block)
+    result = asyncio.run(LocalRunner().run(request(root, kubeconfig, "ns1", playbook="play.yml")))
+    assert result.status == "succeeded", "\n".join(result.log_tail)
+
+
+def test_a_failing_playbook_is_a_failed_result_naming_the_task(
+    tmp_path: Path, kubeconfig: Path
+) -> None:
+    block = a_block(
+        tmp_path, HEADER + "    - name: Break on purpose\n      ansible.builtin.fail: {msg: boom}\n"
+    )
+    root = workspace_with_block(tmp_path, block)
+    result = asyncio.run(LocalRunner().run(request(root, kubeconfig, "ns", playbook="play.yml")))
+    assert result.status == "failed"
+    assert result.failed_task == "Break on purpose"
+    assert result.counts.failed == 1
+    assert result.exit_code == 2
+    assert any("boom" in line for line in result.log_tail)
+
+
+def test_a_run_past_its_timeout_is_stopped_and_reported(tmp_path: Path, kubeconfig: Path) -> None:
+    block = a_block(tmp_path, HEADER + "    - ansible.builtin.pause: {seconds: 120}\n")
+    root = workspace_with_block(tmp_path, block)
+    result = asyncio.run(
+        LocalRunner().run(request(root, kubeconfig, "ns", playbook="play.yml", timeout=3.0))
+    )
+    assert result.status == "timedOut"
+    assert "timeout" in result.log_tail[-1]
+
+
+def test_kubeconfig_credentials_are_redacted_from_the_log(tmp_path: Path, kubeconfig: Path) -> None:
+    block = a_block(
+        tmp_path,
+        HEADER + "    - ansible.builtin.debug:\n"
+        "        msg: \"{{ lookup('file', lookup('env', 'KUBECONFIG')) }}\"\n",
+    )
+    root = workspace_with_block(tmp_path, block)
+    secret = "s3cr3t-t0ken-value"
+    config = kubeconfig.read_text().replace("token: ", f"token: {secret}-", 1)
+    assert secret in config
+    kc = tmp_path / "kc"
+    kc.write_text(config)
+    result = asyncio.run(LocalRunner().run(request(root, kc, "ns", playbook="play.yml")))
+    assert result.status == "succeeded"
+    text = "\n".join(result.log_tail)
+    assert "kind: Config" in text or "Config" in text
+    assert secret not in text
