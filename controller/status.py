@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from controller.api.status import BlockStatus, Change, HistoryEntry, RunResultName, WorkspaceStatus
+from controller.api.status import (
+    BlockStatus,
+    Change,
+    Condition,
+    HistoryEntry,
+    RunResultName,
+    WorkspaceStatus,
+)
 from controller.errors import CratekeeperError, KubeconfigError, WorkspaceError
 from controller.plan import AppliedBlock, Run
 
@@ -80,12 +87,100 @@ def _change(outcome: RunOutcome) -> Change:
     )
 
 
+# Errors a retry cannot fix: only a new commit (or spec change) can.
+STALLING_REASONS = frozenset(
+    {"InvalidWorkspace", "InvalidBlock", "InvalidReference", "KubeconfigInvalid"}
+)
+
+
+def set_condition(
+    conditions: list[Condition],
+    kind: str,
+    state: str,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Conditions with ``kind`` set; ``lastTransitionTime`` moves only when status flips."""
+    old = next((c for c in conditions if c.type == kind), None)
+    moved = old is None or old.status != state
+    new = Condition.model_validate(
+        {
+            "type": kind,
+            "status": state,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now if moved or old is None else old.last_transition_time,
+            "observedGeneration": generation,
+        }
+    )
+    return [*(c for c in conditions if c.type != kind), new]
+
+
+def _summary(outcome: ReconcileOutcome) -> tuple[str, str]:
+    """Reason and message of a failed outcome, for the Ready condition."""
+    if outcome.error is not None:
+        return outcome.error.reason, str(outcome.error)
+    failed = [r for r in outcome.runs if not r.succeeded]
+    if failed:
+        ran = failed[0]
+        reason = {"timedOut": "RunTimedOut"}.get(ran.status, "RunFailed")
+        return reason, ran.message or f"{ran.run.block} {ran.run.action} {ran.status}"
+    return "UninstallFailed", "uninstall failed for: " + ", ".join(outcome.removed_failed)
+
+
+def conditions_after(
+    status: WorkspaceStatus, outcome: ReconcileOutcome, generation: int | None = None
+) -> list[Condition]:
+    """Ready, Reconciling and Stalled, computed once from the outcome of a reconcile."""
+    now = outcome.finished
+    conds = list(status.conditions)
+    applied = outcome.up_to_date or outcome.succeeded
+    if applied:
+        short = (status.last_applied_revision if outcome.up_to_date else outcome.revision) or ""
+        conds = set_condition(
+            conds,
+            "Ready",
+            "True",
+            "Succeeded",
+            f"Applied revision {short[:12] or outcome.revision[:12]}",
+            now,
+            generation,
+        )
+        conds = set_condition(conds, "Stalled", "False", "Succeeded", "", now, generation)
+    else:
+        reason, message = _summary(outcome)
+        conds = set_condition(conds, "Ready", "False", reason, message, now, generation)
+        stalled = reason in STALLING_REASONS
+        conds = set_condition(
+            conds,
+            "Stalled",
+            "True" if stalled else "False",
+            reason,
+            "fix the workspace and push a new commit" if stalled else "",
+            now,
+            generation,
+        )
+    return set_condition(conds, "Reconciling", "False", "Idle", "", now, generation)
+
+
 def record(
     status: WorkspaceStatus,
     outcome: ReconcileOutcome,
     history_limit: int = DEFAULT_HISTORY_LIMIT,
+    generation: int | None = None,
 ) -> WorkspaceStatus:
-    """The status after ``outcome``; the input is not modified."""
+    """The status after ``outcome``, conditions included; the input is not modified."""
+    new = _record(status, outcome, history_limit)
+    new.conditions = conditions_after(status, outcome, generation)
+    new.observed_generation = generation
+    return new
+
+
+def _record(
+    status: WorkspaceStatus, outcome: ReconcileOutcome, history_limit: int
+) -> WorkspaceStatus:
     new = status.model_copy(deep=True)
     new.last_fetched_revision = outcome.revision
     if outcome.up_to_date:

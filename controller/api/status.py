@@ -63,14 +63,31 @@ class HistoryEntry(_Model):
     job_names: list[str] = Field(default_factory=list, alias="jobNames")
 
 
+class Condition(_Model):
+    """A Kubernetes-convention condition (``metav1.Condition``)."""
+
+    type: Literal["Ready", "Reconciling", "Stalled"]
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime = Field(alias="lastTransitionTime")
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+
+
 class WorkspaceStatus(_Model):
     """What cratekeeper knows of one workspace; ``lastAppliedRevision`` moves only on success."""
 
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    conditions: list[Condition] = Field(default_factory=list)
     last_fetched_revision: str | None = Field(default=None, alias="lastFetchedRevision")
     last_attempted_revision: str | None = Field(default=None, alias="lastAttemptedRevision")
     last_applied_revision: str | None = Field(default=None, alias="lastAppliedRevision")
     blocks: list[BlockStatus] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
+
+    def condition(self, kind: str) -> Condition | None:
+        """The condition of type ``kind``, if set."""
+        return next((c for c in self.conditions if c.type == kind), None)
 
     def dump(self) -> dict[str, object]:
         """JSON-ready, with the CRD's camelCase names."""

@@ -1,0 +1,127 @@
+"""``Workspace.spec`` (DESIGN §3): where the workspace lives and how to apply it."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+GROUP = "cratekeeper.dev"
+VERSION = "v1alpha1"
+PLURAL = "workspaces"
+KIND = "Workspace"
+SHORT_NAMES = ("ws",)
+REQUESTED_AT = f"{GROUP}/requested-at"
+
+_DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """A Go/Flux-style duration (``1m30s``, ``5m``, ``1h``) in seconds."""
+    if not _DURATION.match(text):
+        raise ValueError(f"{text!r} is not a duration; write e.g. 30s, 5m or 1h30m")
+    return sum(
+        float(n) * _UNITS[u] for n, _, u in re.findall(r"([0-9]+(\.[0-9]+)?)(ms|s|m|h)", text)
+    )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+
+class SecretRef(_Model):
+    """A Secret in the Workspace's namespace."""
+
+    name: str = Field(min_length=1, description="Name of the Secret.")
+
+
+class GitRefSpec(_Model):
+    """Exactly one of branch, tag or commit."""
+
+    branch: str | None = Field(default=None, description="Follow this branch.")
+    tag: str | None = Field(default=None, description="Apply this tag.")
+    commit: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{40}$", description="Apply this full commit SHA."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> GitRefSpec:
+        given = [k for k in ("branch", "tag", "commit") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("set exactly one of branch, tag or commit")
+        return self
+
+
+Duration = Annotated[str, Field(pattern=_DURATION.pattern)]
+
+
+class SourceSpec(_Model):
+    """The Git repository holding the workspace."""
+
+    url: str = Field(
+        pattern=r"^(https?|ssh|git|file)://.+|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:.+$",
+        description="Repository URL: https://, ssh://, git://, or scp-like git@host:path.",
+    )
+    ref: GitRefSpec = Field(default_factory=lambda: GitRefSpec(branch="main"))
+    path: str = Field(default="", description="Folder of the workspace inside the repository.")
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        alias="secretRef",
+        description="Secret with username/password (HTTPS) or identity/known_hosts (SSH).",
+    )
+    interval: Duration = Field(default="5m", description="How often to poll the repository.")
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("interval must be longer than 0s")
+        return value
+
+
+class RegistrySpec(_Model):
+    secret_ref: SecretRef | None = Field(
+        default=None, alias="secretRef", description="Secret with a .dockerconfigjson key."
+    )
+
+
+class DecryptionSpec(_Model):
+    secret_ref: SecretRef | None = Field(
+        default=None,
+        alias="secretRef",
+        description="Secret with an age identity (identity.agekey) or a passphrase.",
+    )
+
+
+class ResourcesSpec(_Model):
+    limits: dict[str, str] = Field(default_factory=dict)
+    requests: dict[str, str] = Field(default_factory=dict)
+
+
+class RunnerSpec(_Model):
+    """How the Ansible job runs."""
+
+    image: str | None = Field(default=None, description="Execution image; the chart's default.")
+    service_account_name: str | None = Field(
+        default=None,
+        alias="serviceAccountName",
+        description="Service account of the job pod; none (no token) when unset.",
+    )
+    timeout: Duration = Field(default="30m", description="A run past this is stopped.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+
+class WorkspaceSpec(_Model):
+    """What a Workspace asks for."""
+
+    source: SourceSpec
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    decryption: DecryptionSpec = Field(default_factory=DecryptionSpec)
+    action: str = Field(default="deploy", min_length=1, description="Action run per change.")
+    runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    suspend: bool = Field(default=False, description="Stop applying; status stays as it is.")
+    history_limit: int = Field(
+        default=10, ge=1, le=100, alias="historyLimit", description="History entries kept."
+    )
