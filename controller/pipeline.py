@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from controller.api.status import WorkspaceStatus
 from controller.errors import CratekeeperError, RunError
@@ -21,7 +22,7 @@ from controller.refs import BlockRef
 from controller.registry import PulledBlock, RegistryClient, pull_block
 from controller.runners.base import ActionRequest, OutputHandler, Runner
 from controller.secrets import AgeKeys, read_kubeconfig
-from controller.source import Revision
+from controller.source import GitTree, Revision
 from controller.status import ReconcileOutcome, RunOutcome, applied_blocks
 from controller.workspace import WorkspaceFile, load_workspace
 
@@ -94,91 +95,85 @@ async def reconcile(
     with tempfile.TemporaryDirectory(prefix="cratekeeper-ws-", dir=ctx.work_dir) as tmp:
         root = Path(tmp)
         await asyncio.to_thread(revision.tree.export, root)
-        runs, removed_failed = await _execute(
-            the_plan, ws, root, kubeconfig, revision, ctx, progress
-        )
+        here = _Here(ws, root, kubeconfig, revision, ctx, progress)
+        runs, removed_failed = await _execute(the_plan, here, status)
     return outcome(runs=runs, removed=the_plan.removed, removed_failed=tuple(removed_failed))
 
 
+@dataclass(frozen=True)
+class _Here:
+    """What every run of one reconcile shares."""
+
+    ws: WorkspaceFile
+    root: Path
+    kubeconfig: bytes = field(repr=False)
+    revision: Revision
+    ctx: PipelineContext
+    progress: Progress
+
+
 async def _execute(
-    the_plan: Plan,
-    ws: WorkspaceFile,
-    root: Path,
-    kubeconfig: bytes,
-    revision: Revision,
-    ctx: PipelineContext,
-    progress: Progress,
+    the_plan: Plan, here: _Here, status: WorkspaceStatus
 ) -> tuple[list[RunOutcome], list[str]]:
     """Runs in workspace order; the first failure stops the rest of the plan."""
     done: list[RunOutcome] = []
     for run in the_plan.runs:
-        ran = await _run_one(
-            run,
-            run.action,
-            run.ref,
-            run.instance.config,
-            ws,
-            root,
-            kubeconfig,
-            revision,
-            ctx,
-            progress,
-        )
+        ran = await _run_one(run, here)
         done.append(ran)
         if not ran.succeeded:
             return done, [a.name for a in the_plan.removed]
     failed_removals = []
-    for gone in the_plan.removed:
-        if not await _uninstall(gone, ws, root, kubeconfig, revision, ctx, progress):
-            failed_removals.append(gone.name)
+    if the_plan.removed:
+        previous = await asyncio.to_thread(_previous_workspace, here.revision, status)
+        for gone in the_plan.removed:
+            config = _instance_config(previous, gone.name)
+            if not await _uninstall(gone, config, here):
+                failed_removals.append(gone.name)
     return done, failed_removals
 
 
-async def _run_one(
-    run: Run,
-    action: str,
-    ref: BlockRef,
-    config: dict[str, object],
-    ws: WorkspaceFile,
-    root: Path,
-    kubeconfig: bytes,
-    revision: Revision,
-    ctx: PipelineContext,
-    progress: Progress,
-) -> RunOutcome:
-    label = f"{run.block} ({run.from_ or 'new'} -> {run.to}, {run.reason})"
-    progress(f"pulling {ref}")
+def _previous_workspace(revision: Revision, status: WorkspaceStatus) -> WorkspaceFile | None:
+    """The workspace as last applied (for a removed block's config), if Git still has it."""
+    if not status.last_applied_revision:
+        return None
+    tree = revision.tree
     try:
-        pulled = await asyncio.to_thread(pull_block, ref, root, client=ctx.registry)
-        request = _request(pulled, run.block, action, config, ws, root, kubeconfig, revision, ctx)
+        return load_workspace(GitTree(tree.git_dir, status.last_applied_revision, tree.subpath))
+    except CratekeeperError:
+        return None
+
+
+def _instance_config(ws: WorkspaceFile | None, name: str) -> dict[str, Any]:
+    instance = next((b for b in ws.blocks if b.name == name), None) if ws else None
+    return dict(instance.config) if instance else {}
+
+
+async def _run_one(run: Run, here: _Here) -> RunOutcome:
+    label = f"{run.block} ({run.from_ or 'new'} -> {run.to}, {run.reason})"
+    here.progress(f"pulling {run.ref}")
+    try:
+        pulled = await asyncio.to_thread(pull_block, run.ref, here.root, client=here.ctx.registry)
+        request = _request(pulled, run.block, run.action, run.instance.config, here)
     except CratekeeperError as exc:
-        progress(f"{label}: {exc.reason}: {exc}")
+        here.progress(f"{label}: {exc.reason}: {exc}")
         return RunOutcome(run, "failed", None, _now(), message=f"{run.block}: {exc}")
-    progress(f"running {run.block} {action} {label}")
-    result = await ctx.runner.run(request, ctx.on_output)
+    here.progress(f"running {run.block} {run.action} {label}")
+    result = await here.ctx.runner.run(request, here.ctx.on_output)
     elapsed = (result.finished - result.started).total_seconds()
     counts = result.counts
-    progress(
-        f"{run.block} {action}: {result.status} in {elapsed:.1f}s "
+    here.progress(
+        f"{run.block} {run.action}: {result.status} in {elapsed:.1f}s "
         f"(ok={counts.ok} changed={counts.changed} failed={counts.failed})"
     )
     message = ""
     if not result.succeeded:
         where = f" at task {result.failed_task!r}" if result.failed_task else ""
-        message = f"{run.block} {action} {result.status}{where}"
+        message = f"{run.block} {run.action} {result.status}{where}"
     return RunOutcome(run, result.status, pulled.digest, result.finished, result.job_name, message)
 
 
 def _request(
-    pulled: PulledBlock,
-    block: str,
-    action: str,
-    config: dict[str, object],
-    ws: WorkspaceFile,
-    root: Path,
-    kubeconfig: bytes,
-    revision: Revision,
-    ctx: PipelineContext,
+    pulled: PulledBlock, block: str, action: str, config: Mapping[str, Any], here: _Here
 ) -> ActionRequest:
     spec = pulled.block.action(action)
     if spec is None:
@@ -188,41 +183,33 @@ def _request(
             f"(its actions: {known}); set spec.action or add it to block.poly"
         )
     return ActionRequest(
-        workspace=ws.name,
-        organization=ws.organization,
-        revision=revision.sha,
+        workspace=here.ws.name,
+        organization=here.ws.organization,
+        revision=here.revision.sha,
         block=block,
         ref=pulled.ref,
         action=action,
         playbook=spec.playbook,
         config=deep_merge(pulled.block.config, config),
-        workspace_dir=root,
-        kubeconfig=kubeconfig,
-        timeout=ctx.timeout,
+        workspace_dir=here.root,
+        kubeconfig=here.kubeconfig,
+        timeout=here.ctx.timeout,
     )
 
 
-async def _uninstall(
-    gone: AppliedBlock,
-    ws: WorkspaceFile,
-    root: Path,
-    kubeconfig: bytes,
-    revision: Revision,
-    ctx: PipelineContext,
-    progress: Progress,
-) -> bool:
+async def _uninstall(gone: AppliedBlock, config: Mapping[str, Any], here: _Here) -> bool:
     """Run the removed block's ``uninstall`` action when it has one; True when done."""
     ref = BlockRef.parse(gone.from_)
     try:
-        pulled = await asyncio.to_thread(pull_block, ref, root, client=ctx.registry)
+        pulled = await asyncio.to_thread(pull_block, ref, here.root, client=here.ctx.registry)
     except CratekeeperError as exc:
-        progress(f"{gone.name} was removed; cannot pull {ref} to uninstall it: {exc}")
+        here.progress(f"{gone.name} was removed; cannot pull {ref} to uninstall it: {exc}")
         return False
     if pulled.block.action(UNINSTALL) is None:
-        progress(f"{gone.name} was removed; its block has no uninstall action")
+        here.progress(f"{gone.name} was removed; its block has no uninstall action")
         return True
-    progress(f"{gone.name} was removed: running uninstall of {ref}")
-    request = _request(pulled, gone.name, UNINSTALL, {}, ws, root, kubeconfig, revision, ctx)
-    result = await ctx.runner.run(request, ctx.on_output)
-    progress(f"{gone.name} uninstall: {result.status}")
+    here.progress(f"{gone.name} was removed: running uninstall of {ref}")
+    request = _request(pulled, gone.name, UNINSTALL, config, here)
+    result = await here.ctx.runner.run(request, here.ctx.on_output)
+    here.progress(f"{gone.name} uninstall: {result.status}")
     return result.succeeded

@@ -191,3 +191,63 @@ def test_an_unreachable_registry_runs_nothing(
     assert "RegistryUnreachable" in capsys.readouterr().err
     state = json.loads(state_file.read_text())
     assert "lastAppliedRevision" not in state and state["blocks"] == []
+
+
+def test_a_removed_block_runs_its_uninstall_with_its_last_config(
+    production: GitRepo, oci_registry: Registry, kube_emulator: KubeEmulator, tmp_path: Path
+) -> None:
+    state_file = tmp_path / "state.json"
+    assert reconcile(production, oci_registry, state_file)[0] == 0
+    assert kube_emulator.get("v1/namespaces", NAMESPACE) is not None
+    ws = production.path / "workspace.poly"
+    ws.write_text(ws.read_text().split("blocks:")[0] + "blocks: []\n")
+    production.commit("Remove the app from production")
+    code, state = reconcile(production, oci_registry, state_file)
+    assert code == 0
+    assert state["blocks"] == []
+    assert state["lastAppliedRevision"] == production.head()
+    assert kube_emulator.get("v1/namespaces", NAMESPACE) is None
+
+
+def test_an_undecryptable_kubeconfig_runs_nothing(
+    production: GitRepo,
+    oci_registry: Registry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pyrage
+
+    secrets = production.path / "artifacts/secrets"
+    plaintext = (secrets / "kubeconfig.yml").read_bytes()
+    recipient = pyrage.x25519.Identity.generate().to_public()
+    (secrets / "kubeconfig.yml.age").write_bytes(pyrage.encrypt(plaintext, [recipient]))
+    (secrets / "kubeconfig.yml").unlink()
+    production.commit("Encrypt the kubeconfig to another key")
+    monkeypatch.setenv("CRATEKEEPER_AGE_IDENTITY", str(pyrage.x25519.Identity.generate()))
+    code, state = reconcile(production, oci_registry, tmp_path / "state.json")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert (
+        "DecryptionFailed" in err and "cannot decrypt artifacts/secrets/kubeconfig.yml.age" in err
+    )
+    assert "token" not in err
+    assert state["blocks"] == [] and state["history"][0]["result"] == "Failed"
+
+
+def test_blocks_push_and_pull_from_the_command_line(
+    oci_registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"{oci_registry.host}/acme/apps/cli-block"
+    block = tmp_path / "block"
+    shutil.copytree(EXAMPLES / "blocks" / "app-deploy", block)
+    poly = block / "block.poly"
+    poly.write_text(poly.read_text().replace(SEED_NAME, name))
+    flags = ["--insecure-registry", oci_registry.host]
+    assert main(["blocks", "push", str(block), f"{name}:1.2.0", *flags]) == 0
+    assert f"pushed {name}:1.2.0@sha256:" in capsys.readouterr().out
+    assert main(["blocks", "pull", f"{name}:1.2.0", str(tmp_path / "ws"), *flags]) == 0
+    pulled = tmp_path / "ws" / "blocks" / oci_registry.host / "acme/apps/cli-block"
+    assert (pulled / "deploy.yml").read_text() == (block / "deploy.yml").read_text()
+    assert main(["blocks", "pull", f"{name}:9.9.9", str(tmp_path / "ws"), *flags]) == 1
+    assert "error:" in capsys.readouterr().err
