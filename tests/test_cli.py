@@ -224,3 +224,29 @@ def test_plan_in_a_sub_path_of_the_repository(
     )
     assert code == 0
     assert json.loads(out)["runs"][0]["to"] == f"{APP}:1.2.0"
+
+
+# --- promotions -----------------------------------------------------------------------------
+
+
+def test_promotions_show_each_block_across_workspaces(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "promotions", str(EXAMPLES / "acme-staging-1"), str(EXAMPLES / "acme-production-1")
+    )
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["BLOCK", "acme-staging-1", "acme-production-1", "IN", "SYNC"]
+    assert row.split() == [APP, "1.2.0", "1.1.0", "no"]
+
+
+def test_promotions_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys,
+        "promotions",
+        str(EXAMPLES / "acme-staging-1"),
+        str(EXAMPLES / "acme-staging-1"),
+        "--output",
+        "json",
+    )
+    assert code == 0
+    assert json.loads(out) == {APP: {"acme-staging-1": "1.2.0"}}

@@ -1,0 +1,165 @@
+"""``reconcile`` and ``blocks push|pull``: commands that change clusters or registries."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from controller.api.status import WorkspaceStatus
+from controller.errors import Problem, WorkspaceError
+from controller.pipeline import PipelineContext, reconcile
+from controller.refs import BlockRef
+from controller.registry import RegistryClient, RegistryOptions, pull_block, push_block
+from controller.runners.local import LocalRunner
+from controller.secrets import AgeKeys
+from controller.settings import Settings
+from controller.source import GitRef, Revision, fetch, local_revision
+from controller.status import record
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Environment settings with the command's flags mapped on top."""
+    settings = Settings()
+    update: dict[str, object] = {}
+    if getattr(args, "insecure_registry", None):
+        update["insecure_registries"] = [*settings.insecure_registries, *args.insecure_registry]
+    if getattr(args, "age_identity_file", None):
+        update["age_identity_file"] = Path(args.age_identity_file)
+    return settings.model_copy(update=update)
+
+
+def _registry(args: argparse.Namespace, settings: Settings) -> RegistryClient:
+    config = Path(args.docker_config) if getattr(args, "docker_config", None) else None
+    return RegistryClient(RegistryOptions.from_settings(settings, docker_config=config))
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    ref = BlockRef.parse(args.ref)
+    digest = push_block(Path(args.dir), ref, client=_registry(args, settings))
+    print(f"pushed {ref.name}:{ref.tag}@{digest}")
+    return 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    pulled = pull_block(BlockRef.parse(args.ref), Path(args.dest), client=_registry(args, settings))
+    print(f"pulled {pulled.ref} into {pulled.path}")
+    return 0
+
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _git_ref(text: str) -> GitRef:
+    if _SHA.match(text):
+        return GitRef.commit(text)
+    if text.startswith("refs/tags/"):
+        return GitRef.tag(text.removeprefix("refs/tags/"))
+    return GitRef.branch(text.removeprefix("refs/heads/"))
+
+
+def _revision(args: argparse.Namespace, settings: Settings, state: WorkspaceStatus) -> Revision:
+    if Path(args.source).is_dir():
+        return local_revision(Path(args.source), args.ref or "HEAD", args.subpath)
+    return fetch(
+        args.source,
+        _git_ref(args.ref or "main"),
+        settings.cache_dir / "git",
+        subpath=args.subpath,
+        previous=state.last_applied_revision,
+    )
+
+
+def _load_state(path: Path) -> WorkspaceStatus:
+    if not path.exists():
+        return WorkspaceStatus()
+    try:
+        return WorkspaceStatus.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise WorkspaceError(
+            [Problem(str(path), None, f"not a cratekeeper state file ({exc.__class__.__name__})")]
+        ) from None
+
+
+def _save_state(path: Path, state: WorkspaceStatus) -> None:
+    """Write atomically: a crash mid-write never leaves half a state file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state.dump(), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    state_path = Path(args.state)
+    state = _load_state(state_path)
+    start = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
+
+    revision = _revision(args, settings, state)
+    progress(f"revision {revision.sha[:12]} {revision.subject!r} by {revision.author}")
+    ctx = PipelineContext(
+        runner=LocalRunner(),
+        registry=_registry(args, settings),
+        keys=AgeKeys.from_sources(settings.age_identity_file, settings.age_identity),
+        action=args.action,
+        timeout=args.timeout,
+        on_output=(lambda line: print(f"         | {line}", flush=True)) if args.verbose else None,
+    )
+    outcome = asyncio.run(reconcile(revision, state, ctx, progress))
+    _save_state(state_path, record(state, outcome))
+    if outcome.up_to_date or outcome.succeeded:
+        progress(f"applied {revision.sha[:12]}; state in {state_path}")
+        return 0
+    reason = outcome.error.reason if outcome.error else "RunFailed"
+    print(f"error: {reason}: revision {revision.sha[:12]} was not applied", file=sys.stderr)
+    if outcome.error:
+        print(f"error: {outcome.error}", file=sys.stderr)
+    return 1
+
+
+def _add_registry_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--docker-config", help="docker config JSON with registry credentials")
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        metavar="HOST[:PORT]",
+        help="allow plain HTTP for this registry (repeatable; CRATEKEEPER_INSECURE_REGISTRIES)",
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register reconcile and blocks push|pull."""
+    p = sub.add_parser("reconcile", help="one pass of the pipeline for one workspace")
+    p.add_argument("source", metavar="PATH_OR_URL", help="a local Git checkout or a Git URL")
+    p.add_argument("--ref", help="revision (local) or branch/refs/tags/X/SHA (URL)")
+    p.add_argument("--path", dest="subpath", default="", help="workspace folder in the repo")
+    p.add_argument("--runner", choices=("local",), default="local", help="where actions run")
+    p.add_argument("--state", default="cratekeeper-state.json", help="the applied-state file")
+    p.add_argument("--action", default="deploy", help="the action each changed block runs")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per action run")
+    p.add_argument("--age-identity-file", help="age identity for *.age files")
+    p.add_argument("-v", "--verbose", action="store_true", help="stream the Ansible output")
+    _add_registry_flags(p)
+    p.set_defaults(func=_cmd_reconcile)
+
+    blocks = sub.add_parser("blocks", help="push and pull blocks").add_subparsers(
+        dest="blocks_command", required=True
+    )
+    p = blocks.add_parser("push", help="push a block folder as REF")
+    p.add_argument("dir", help="the block folder (holding block.poly)")
+    p.add_argument("ref", help="registry/path:version, matching block.poly")
+    _add_registry_flags(p)
+    p.set_defaults(func=_cmd_push)
+    p = blocks.add_parser("pull", help="pull REF into DEST/blocks/<registry-path>/")
+    p.add_argument("ref")
+    p.add_argument("dest", nargs="?", default=".", help="the workspace root (default: .)")
+    _add_registry_flags(p)
+    p.set_defaults(func=_cmd_pull)

@@ -1,0 +1,104 @@
+"""``validate``, ``plan`` and ``promotions``: read-only looks at workspaces."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from controller.errors import Problem, WorkspaceError
+from controller.plan import applied_from, plan
+from controller.report import format_plan, format_promotions, plan_document, promotion_matrix
+from controller.source import local_revision
+from controller.tree import DirectoryTree, read_text
+from controller.validate import validate_tree
+from controller.workspace import WORKSPACE_FILE, WorkspaceFile, load_workspace, parse_workspace
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    root = Path(args.path)
+    if not root.is_dir():
+        print(f"error: {root} is not a directory; give the workspace's folder", file=sys.stderr)
+        return 2
+    problems = validate_tree(DirectoryTree(root))
+    for problem in problems:
+        print(problem)
+    errors = sum(p.severity == "error" for p in problems)
+    warnings = len(problems) - errors
+    if errors:
+        print(f"{root}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+        return 1
+    print(f"{root}: valid ({warnings} warning(s))")
+    return 0
+
+
+def _load_at(
+    repo: Path, rev: str, subpath: str, *, missing_ok: bool
+) -> tuple[str, WorkspaceFile | None]:
+    """The commit ``rev`` resolves to and its parsed workspace (``None`` if absent and allowed)."""
+    revision = local_revision(repo, rev, subpath)
+    text = read_text(revision.tree, WORKSPACE_FILE)
+    if text is None:
+        if missing_ok:
+            return revision.sha, None
+        raise WorkspaceError(
+            [Problem(WORKSPACE_FILE, None, f"not found at {rev} ({revision.sha[:12]})")]
+        )
+    try:
+        return revision.sha, parse_workspace(text)
+    except WorkspaceError as exc:
+        raise WorkspaceError(
+            [
+                Problem(p.file, p.line, f"at {rev} ({revision.sha[:12]}): {p.message}")
+                for p in exc.problems
+            ]
+        ) from None
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    repo = Path(args.path)
+    base_sha, base = _load_at(repo, args.base, args.subpath, missing_ok=True)
+    head_sha, head = _load_at(repo, args.head, args.subpath, missing_ok=False)
+    assert head is not None  # missing_ok=False raised otherwise
+    result = plan(head, applied_from(base) if base else [], action=args.action)
+    doc = plan_document(head.name, base_sha, head_sha, result)
+    if args.output == "json":
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_plan(doc))
+    return 0
+
+
+def _cmd_promotions(args: argparse.Namespace) -> int:
+    workspaces = [load_workspace(DirectoryTree(Path(p))) for p in args.paths]
+    matrix = promotion_matrix(workspaces)
+    names = [ws.name for ws in workspaces]
+    if args.output == "json":
+        print(json.dumps(matrix, indent=2))
+    else:
+        print(format_promotions(matrix, names))
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register validate, plan and promotions."""
+    p = sub.add_parser(
+        "validate", help="check a workspace (or block) folder and print every problem"
+    )
+    p.add_argument("path", help="the workspace folder (workspace.poly) or a block (block.poly)")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("plan", help="what would run between two revisions of a Git checkout")
+    p.add_argument("path", help="a local Git checkout holding the workspace")
+    p.add_argument("--base", required=True, help="the revision applied before (e.g. main)")
+    p.add_argument("--head", default="HEAD", help="the revision to apply (default: HEAD)")
+    p.add_argument("--path", dest="subpath", default="", help="workspace folder in the repo")
+    p.add_argument("--action", default="deploy", help="the action each run performs")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("promotions", help="each block's pinned version across workspaces")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="workspace folders, in order")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_promotions)

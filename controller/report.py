@@ -1,0 +1,85 @@
+"""Plans and promotion matrices rendered for people (tables) and machines (JSON) (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from controller.plan import Plan
+from controller.workspace import WorkspaceFile
+
+
+def plan_document(name: str, base: str, head: str, result: Plan) -> dict[str, Any]:
+    """The JSON shape of ``cratekeeper plan --output json`` (stable, for PR checks)."""
+    return {
+        "workspace": name,
+        "base": base,
+        "head": head,
+        "runs": [
+            {
+                "block": r.block,
+                "action": r.action,
+                "from": r.from_,
+                "to": r.to,
+                "reason": r.reason,
+                "rollback": r.rollback,
+            }
+            for r in result.runs
+        ],
+        "removed": [a.name for a in result.removed],
+    }
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def format_plan(doc: dict[str, Any]) -> str:
+    """A readable table of a plan document."""
+    lines = [f"workspace {doc['workspace']}: {doc['base'][:7]} -> {doc['head'][:7]}"]
+    if not doc["runs"] and not doc["removed"]:
+        lines.append("nothing to run: every block is up to date")
+    if doc["runs"]:
+        rows = [["BLOCK", "ACTION", "FROM", "TO", "REASON", "ROLLBACK"]]
+        rows += [
+            [
+                r["block"],
+                r["action"],
+                r["from"] or "-",
+                r["to"],
+                r["reason"],
+                "yes" if r["rollback"] else "no",
+            ]
+            for r in doc["runs"]
+        ]
+        lines.append(table(rows))
+    if doc["removed"]:
+        lines.append("removed: " + ", ".join(doc["removed"]))
+    return "\n".join(lines)
+
+
+def promotion_matrix(workspaces: Sequence[WorkspaceFile]) -> dict[str, dict[str, str | None]]:
+    """For each block (by registry path), the pinned version in each workspace (None: absent)."""
+    matrix: dict[str, dict[str, str | None]] = {}
+    for ws in workspaces:
+        for instance in ws.blocks:
+            matrix.setdefault(instance.from_.name, {})
+    for name, row in matrix.items():
+        for ws in workspaces:
+            pins = [b.from_.tag for b in ws.blocks if b.from_.name == name]
+            row[ws.name] = ", ".join(pins) if pins else None
+    return matrix
+
+
+def format_promotions(matrix: dict[str, dict[str, str | None]], names: Sequence[str]) -> str:
+    """The matrix as a table, with a last column saying whether every workspace agrees."""
+    rows = [["BLOCK", *names, "IN SYNC"]]
+    for block, row in matrix.items():
+        versions = [row.get(n) for n in names]
+        in_sync = "yes" if len(set(versions)) == 1 else "no"
+        rows.append([block, *(v or "-" for v in versions), in_sync])
+    return table(rows)
