@@ -251,3 +251,17 @@ def test_blocks_push_and_pull_from_the_command_line(
     assert (pulled / "deploy.yml").read_text() == (block / "deploy.yml").read_text()
     assert main(["blocks", "pull", f"{name}:9.9.9", str(tmp_path / "ws"), *flags]) == 1
     assert "error:" in capsys.readouterr().err
+
+
+def test_two_reconciles_never_share_a_state_file(
+    production: GitRepo, oci_registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import fcntl
+
+    state_file = tmp_path / "state.json"
+    with (tmp_path / "state.json.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        code = main(["reconcile", str(production.path), "--state", str(state_file)])
+    assert code == 1
+    assert "another cratekeeper reconcile is using" in capsys.readouterr().err
+    assert not state_file.exists()

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from controller.api.status import WorkspaceStatus
-from controller.errors import Problem, WorkspaceError
+from controller.errors import CratekeeperError, Problem, WorkspaceError
 from controller.pipeline import PipelineContext, reconcile
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, pull_block, push_block
@@ -94,9 +97,28 @@ def _save_state(path: Path, state: WorkspaceStatus) -> None:
     tmp.replace(path)
 
 
+@contextlib.contextmanager
+def _exclusive(state_path: Path) -> Iterator[None]:
+    """One reconcile per state file at a time: a second one fails instead of running twice."""
+    lock = state_path.with_name(state_path.name + ".lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CratekeeperError(
+                f"another cratekeeper reconcile is using {state_path}; wait for it to finish"
+            ) from None
+        yield
+
+
 def _cmd_reconcile(args: argparse.Namespace) -> int:
-    settings = _settings(args)
     state_path = Path(args.state)
+    with _exclusive(state_path):
+        return _reconcile_locked(args, state_path)
+
+
+def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
+    settings = _settings(args)
     state = _load_state(state_path)
     start = time.monotonic()
 
