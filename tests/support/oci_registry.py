@@ -1,9 +1,12 @@
 """Real OCI registries for tests: Debian's ``docker-registry`` (CNCF distribution v2).
 
-Session fixtures start one registry without auth and one with htpasswd basic auth, each on a
-free port of 127.0.0.1 with its own storage directory. ``registry_proxy`` puts a small HTTP
-proxy in front of a registry that records every request (to count blob downloads) and can
-demand bearer tokens from its own token endpoint (to exercise the WWW-Authenticate flow).
+The launcher is product code (``controller/sandbox/registry.py``, shared with ``cratekeeper
+demo``); this module adds what only tests need: htpasswd files (bcrypt is a dev dependency),
+a skip when the binary is missing, and the fixtures. Session fixtures start one registry
+without auth and one with htpasswd basic auth, each on a free port of 127.0.0.1 with its own
+storage directory. ``registry_proxy`` puts a small HTTP proxy in front of a registry that
+records every request (to count blob downloads) and can demand bearer tokens from its own
+token endpoint (to exercise the WWW-Authenticate flow).
 """
 
 from __future__ import annotations
@@ -12,10 +15,7 @@ import base64
 import json
 import secrets
 import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,93 +24,46 @@ from pathlib import Path
 import pytest
 import requests
 
+from controller.sandbox import registry as sandbox_registry
+from controller.sandbox.registry import Registry, free_port, stop_registry
+
+__all__ = [
+    "PASSWORD",
+    "USER",
+    "Registry",
+    "RegistryProxy",
+    "free_port",
+    "oci_registry",
+    "oci_registry_basic_auth",
+    "registry_proxy",
+    "start_registry",
+    "stop_registry",
+    "write_htpasswd",
+]
+
 USER = "ci-user"
 PASSWORD = "s3cret-pa55word"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def write_htpasswd(path: Path, credentials: tuple[str, str]) -> Path:
+    """An htpasswd file with one bcrypt entry (cost 4: fast, tests only)."""
+    import bcrypt
 
-
-@dataclass
-class Registry:
-    """A running registry: ``host`` is ``127.0.0.1:PORT``; ``storage`` its root directory."""
-
-    host: str
-    storage: Path
-    credentials: tuple[str, str] | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def blob_file(self, digest: str) -> Path:
-        """Where the filesystem driver keeps a blob's bytes (to tamper with it)."""
-        hexdigest = digest.removeprefix("sha256:")
-        return self.storage / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
-
-    def docker_config(self, user: str | None = None, password: str | None = None) -> str:
-        """A docker config JSON for this registry (``auth`` base64 form)."""
-        user = user or (self.credentials[0] if self.credentials else USER)
-        password = password or (self.credentials[1] if self.credentials else PASSWORD)
-        token = base64.b64encode(f"{user}:{password}".encode()).decode()
-        return json.dumps({"auths": {self.host: {"auth": token}}})
+    hashed = bcrypt.hashpw(credentials[1].encode(), bcrypt.gensalt(rounds=4)).decode()
+    path.write_text(f"{credentials[0]}:{hashed}\n")
+    return path
 
 
 def start_registry(workdir: Path, credentials: tuple[str, str] | None = None) -> Registry:
-    """Start ``docker-registry serve`` on a free loopback port; wait until it answers."""
-    binary = shutil.which("docker-registry")
-    if binary is None:
+    """Start a registry in ``workdir`` (basic auth if ``credentials``); skip without the binary."""
+    if shutil.which("docker-registry") is None:
         pytest.skip(
             "docker-registry is not installed (apt-get install -y docker-registry); "
             "the registry tests need the real CNCF distribution registry"
         )
     workdir.mkdir(parents=True, exist_ok=True)
-    storage = workdir / "storage"
-    port = free_port()
-    auth = ""
-    if credentials is not None:
-        import bcrypt
-
-        hashed = bcrypt.hashpw(credentials[1].encode(), bcrypt.gensalt(rounds=4)).decode()
-        (workdir / "htpasswd").write_text(f"{credentials[0]}:{hashed}\n")
-        auth = f"auth:\n  htpasswd:\n    realm: test-realm\n    path: {workdir / 'htpasswd'}\n"
-    config = workdir / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: error\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: {secrets.token_hex(16)}\n" + auth
-    )
-    log = (workdir / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log)
-    registry = Registry(f"127.0.0.1:{port}", storage, credentials, process)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"docker-registry exited early: {(workdir / 'registry.log').read_text()}"
-            )
-        try:
-            if requests.get(f"{registry.url}/v2/", timeout=1).status_code in (200, 401):
-                return registry
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    stop_registry(registry)
-    raise RuntimeError("docker-registry did not start within 20 seconds")
-
-
-def stop_registry(registry: Registry) -> None:
-    if registry.process is not None and registry.process.poll() is None:
-        registry.process.terminate()
-        try:
-            registry.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            registry.process.kill()
-            registry.process.wait()
+    htpasswd = None if credentials is None else write_htpasswd(workdir / "htpasswd", credentials)
+    return sandbox_registry.start_registry(workdir, htpasswd=htpasswd, credentials=credentials)
 
 
 @pytest.fixture(scope="session")
