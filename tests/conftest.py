@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.git_servers",
     "tests.support.oci_registry",
     "tests.support.kube_emulator",
+    "tests.support.docker_engine",
 ]

@@ -1,0 +1,394 @@
+"""The ``docker`` runner: the execution image run through the Docker Engine API (DESIGN §5).
+
+For controllers that run outside a cluster. The action sees what it sees under the other
+runners, at fixed container paths: the workspace read-only at :data:`WORKSPACE_DIR` (the block
+at ``blocks/<registry-path>/`` inside it, the working directory), the kubeconfig as a read-only
+single-file mount of the 0600 memory-backed file from :func:`controller.secrets.kubeconfig_file`,
+and a private run directory (``HOME``, the extra-vars snapshot, the callback's events file).
+The container runs as a non-root user on a read-only root filesystem with every capability
+dropped and ``no-new-privileges``; only ``/tmp`` is writable, as a tmpfs.
+
+The engine must see this process's files at the same paths (bind mounts): run it on the same
+host, not behind a remote ``DOCKER_HOST`` nor with the controller inside another container
+unless ``/dev/shm`` and the temp directory are shared. See ``docs/docker-runner.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import docker
+import docker.errors
+from docker.types import LogConfig, Mount
+
+from controller.errors import RunError
+from controller.runners.base import (
+    CALLBACK_DIR,
+    ActionRequest,
+    LogTail,
+    OutputHandler,
+    RunResult,
+    RunStatus,
+    action_env,
+    ansible_command,
+    kubeconfig_secrets,
+    read_events,
+    snapshot_yaml,
+)
+from controller.secrets import kubeconfig_file
+
+WORKSPACE_DIR = "/workspace"
+RUN_DIR = "/cratekeeper/run"
+KUBECONFIG_PATH = "/cratekeeper/secrets/kubeconfig"
+CALLBACKS_PATH = "/cratekeeper/callback_plugins"
+NONROOT_USER = "65532:65532"
+"""The container user when the controller runs as root (distroless's ``nonroot``)."""
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LABEL = "cratekeeper.dev/runner"
+"""Every container of this runner carries ``cratekeeper.dev/runner=docker`` (the other labels
+use the kubernetes runner's keys)."""
+TMPFS_SIZE = "256m"
+STOP_GRACE = 60.0
+"""Seconds to wait for a killed container's removal before giving up on it."""
+
+PullPolicy = Literal["missing", "always", "never"]
+_USER = re.compile(r"^(\d+)(?::(\d+))?$")
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
+
+
+class DockerRunner:
+    """Runs each action in a fresh container of ``image``, removed when the run ends."""
+
+    def __init__(
+        self,
+        image: str,
+        *,
+        client: Any = None,
+        base_url: str | None = None,
+        network_mode: str = "bridge",
+        user: str | None = None,
+        pull: PullPolicy = "missing",
+        run_root: Path | None = None,
+    ) -> None:
+        """``client`` (a ``docker.DockerClient``) or ``base_url`` (``unix:///run/docker.sock``);
+        neither: the environment's engine (``DOCKER_HOST``). ``network_mode`` is Docker's
+        (``bridge``, ``host``, a network name): the container must reach the cluster's API.
+        ``user`` is numeric ``UID[:GID]``, never 0; unset, the controller's own ids, or
+        :data:`NONROOT_USER` when the controller is root. ``run_root``: where the per-run
+        directories are made (default: the system temp dir); the engine must see it at the
+        same path."""
+        self.image = image
+        self.network_mode = network_mode
+        self.pull = pull
+        self.run_root = run_root
+        self._client = client if client is not None else _client(base_url)
+        self._uid, self._gid = _container_ids(user)
+        self._paths: dict[str, str] = {}
+
+    @property
+    def user(self) -> str:
+        """The container's ``UID:GID``."""
+        return f"{self._uid}:{self._gid}"
+
+    async def run(
+        self, request: ActionRequest, on_output: OutputHandler | None = None
+    ) -> RunResult:
+        path = await asyncio.to_thread(self._image_path)
+        tail = LogTail(kubeconfig_secrets(request.kubeconfig), on_output)
+        started = datetime.now(UTC)
+        name = container_name(request)
+        with (
+            tempfile.TemporaryDirectory(prefix="cratekeeper-run-", dir=self.run_root) as tmp,
+            kubeconfig_file(request.kubeconfig) as kubeconfig,
+        ):
+            run_dir = Path(tmp)
+            workspace = await asyncio.to_thread(self._prepare, request, run_dir, kubeconfig)
+            spec = self._spec(request, name, run_dir, kubeconfig, path, workspace)
+            exit_code, timed_out = await self._supervise(spec, tail, request.timeout)
+            counts, failed_task = read_events(run_dir / "events.jsonl")
+        status: RunStatus = "timedOut" if timed_out else "failed"
+        if not timed_out and exit_code == 0:
+            status = "succeeded"
+        return RunResult(
+            status=status,
+            counts=counts,
+            log_tail=tail.lines,
+            started=started,
+            finished=datetime.now(UTC),
+            exit_code=exit_code,
+            job_name=name,
+            failed_task=failed_task,
+        )
+
+    def _prepare(self, request: ActionRequest, run_dir: Path, kubeconfig: Path) -> Path:
+        """Lay out the run directory and hand it (and the kubeconfig) to the container user;
+        the workspace directory the container mounts."""
+        home = run_dir / "home"
+        home.mkdir(mode=0o700)
+        snapshot = run_dir / "snapshot.yml"
+        snapshot.write_text(snapshot_yaml(request))
+        snapshot.chmod(0o600)
+        if os.geteuid() != 0:
+            return request.workspace_dir  # the container runs as this user: it can read it
+        # Root hands the files over. The workspace may be private to root (the pipeline
+        # exports it 0700), so the container gets its own copy, owned by its user.
+        for owned in (run_dir, home, snapshot, kubeconfig):
+            os.chown(owned, self._uid, self._gid)
+        workspace = run_dir / "workspace"
+        shutil.copytree(request.workspace_dir, workspace, symlinks=True)
+        for path in (workspace, *workspace.rglob("*")):
+            os.chown(path, self._uid, self._gid, follow_symlinks=False)
+        return workspace
+
+    def _spec(
+        self,
+        request: ActionRequest,
+        name: str,
+        run_dir: Path,
+        kubeconfig: Path,
+        path: str,
+        workspace: Path,
+    ) -> dict[str, Any]:
+        """The ``containers.create`` arguments of one run."""
+        env = action_env(
+            request,
+            kubeconfig=KUBECONFIG_PATH,
+            home=f"{RUN_DIR}/home",
+            events_file=f"{RUN_DIR}/events.jsonl",
+            path=path,
+        )
+        env["ANSIBLE_CALLBACK_PLUGINS"] = CALLBACKS_PATH
+        if "ANSIBLE_INVENTORY" in env:
+            env["ANSIBLE_INVENTORY"] = f"{WORKSPACE_DIR}/inventory.yml"
+        return {
+            "image": self.image,
+            "command": ansible_command("ansible-playbook", request, f"{RUN_DIR}/snapshot.yml"),
+            "name": name,
+            "working_dir": WORKSPACE_DIR,
+            "environment": env,
+            "user": self.user,
+            "network_mode": self.network_mode,
+            "read_only": True,
+            "privileged": False,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
+            "init": True,  # reaps the zombies of Ansible's forks
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMPFS_SIZE}"},  # noqa: S108
+            "mounts": [
+                Mount(WORKSPACE_DIR, str(workspace), type="bind", read_only=True),
+                Mount(KUBECONFIG_PATH, str(kubeconfig), type="bind", read_only=True),
+                Mount(CALLBACKS_PATH, str(CALLBACK_DIR), type="bind", read_only=True),
+                Mount(RUN_DIR, str(run_dir), type="bind"),
+            ],
+            # The logs are followed through the API, which needs a driver that can read back.
+            "log_config": LogConfig(type=LogConfig.types.JSON),
+            "labels": {
+                LABEL: "docker",
+                "cratekeeper.dev/workspace": request.workspace,
+                "cratekeeper.dev/block": request.block,
+                "cratekeeper.dev/action": request.action,
+                "cratekeeper.dev/revision": request.revision,
+            },
+            "detach": True,
+        }
+
+    async def _supervise(
+        self, spec: dict[str, Any], tail: LogTail, timeout: float
+    ) -> tuple[int | None, bool]:
+        """Follow the container to its end: ``(exit code, timed out)``.
+
+        One worker thread owns the container from create to remove, so every path (success,
+        failure, timeout, cancellation, engine error) removes it; stopping only kills it.
+        """
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        stop, done = threading.Event(), threading.Event()
+
+        def emit(line: str | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody listens
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+
+        worker = asyncio.ensure_future(asyncio.to_thread(self._lifecycle, spec, emit, stop, done))
+
+        async def drain() -> None:
+            while (line := await lines.get()) is not None:
+                tail.add(line)
+
+        try:
+            await asyncio.wait_for(drain(), timeout=timeout)
+            return await _engine(worker), False
+        except TimeoutError:
+            await self._stop(spec["name"], stop, done)
+            while not lines.empty():
+                if (line := lines.get_nowait()) is not None:
+                    tail.add(line)
+            tail.add(f"cratekeeper: stopped after the {timeout:g}s timeout")
+            return None, True
+        except BaseException:
+            await self._stop(spec["name"], stop, done)  # cancelled: never leave it running
+            raise
+
+    async def _stop(self, name: str, stop: threading.Event, done: threading.Event) -> None:
+        """Kill the container and wait (bounded) until the worker has removed it."""
+        stop.set()
+
+        def kill_and_wait() -> None:
+            self._kill(name)
+            done.wait(STOP_GRACE)
+
+        # Shielded: a second cancellation must not leave the container behind unkilled.
+        await asyncio.shield(asyncio.to_thread(kill_and_wait))
+
+    def _lifecycle(
+        self,
+        spec: dict[str, Any],
+        emit: Callable[[str | None], None],
+        stop: threading.Event,
+        done: threading.Event,
+    ) -> int:
+        """Create, start, stream, wait, remove (blocking; runs in a worker thread)."""
+        try:
+            container = self._client.containers.create(**spec)
+            try:
+                if stop.is_set():
+                    return -1
+                container.start()
+                if stop.is_set():  # a kill sent before the start missed it
+                    with contextlib.suppress(docker.errors.APIError):  # already exited
+                        container.kill()
+                for line in log_lines(container.logs(stream=True, follow=True)):
+                    emit(line)
+                exit_code = int(container.wait()["StatusCode"])
+                if exit_code != 0:
+                    container.reload()
+                    if container.attrs.get("State", {}).get("OOMKilled"):
+                        emit("cratekeeper: the container ran out of memory and was killed")
+                return exit_code
+            finally:
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True, v=True)
+        finally:
+            done.set()
+            emit(None)
+
+    def _kill(self, name: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            self._client.api.kill(name)
+
+    def _image_path(self) -> str:
+        """``PATH`` as the image sets it (pulling the image first if the policy says so)."""
+        if self.pull == "always" or self.image not in self._paths:
+            self._paths[self.image] = _env_path(self._ensure_image())
+        return self._paths[self.image]
+
+    def _ensure_image(self) -> Any:
+        try:
+            if self.pull == "always":
+                return self._client.images.pull(self.image)
+            try:
+                return self._client.images.get(self.image)
+            except docker.errors.ImageNotFound:
+                if self.pull == "never":
+                    raise RunError(
+                        f"docker runner: image {self.image} is not present on the engine and "
+                        "the pull policy is 'never'; load it (docker load) or allow pulls"
+                    ) from None
+                return self._client.images.pull(self.image)
+        except docker.errors.DockerException as exc:
+            raise RunError(
+                f"docker runner: cannot get image {self.image}: {_explain(exc)}; check the "
+                "image reference, the engine's registry access and DOCKER_HOST"
+            ) from None
+
+
+def container_name(request: ActionRequest) -> str:
+    """A readable, unique container name: workspace, block, action, short revision, nonce."""
+    parts = (request.workspace, request.block, request.action, request.revision[:8])
+    slug = "-".join(_NAME_UNSAFE.sub("-", part).strip("-.") for part in parts)
+    return f"cratekeeper-{slug[:100]}-{secrets.token_hex(3)}"
+
+
+async def _engine(worker: asyncio.Future[int]) -> int:
+    """The worker's exit code, engine errors turned into :class:`RunError`."""
+    try:
+        return await worker
+    except docker.errors.DockerException as exc:
+        raise RunError(
+            f"docker runner: the engine failed the run: {_explain(exc)}; check that the "
+            "engine is reachable and sees this host's files (bind mounts)"
+        ) from None
+
+
+def log_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Whole lines from a byte stream cut anywhere (even inside a UTF-8 sequence)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    for chunk in chunks:
+        pending += decoder.decode(chunk)
+        *complete, pending = pending.split("\n")
+        yield from complete
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        yield pending
+
+
+def _env_path(image: Any) -> str:
+    for item in image.attrs.get("Config", {}).get("Env") or []:
+        if str(item).startswith("PATH="):
+            return str(item)[len("PATH=") :]
+    return DEFAULT_PATH
+
+
+def _explain(exc: docker.errors.DockerException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    return str(explanation or exc)
+
+
+def _client(base_url: str | None) -> Any:
+    try:
+        if base_url:
+            return docker.DockerClient(base_url=base_url)
+        return docker.from_env()
+    except docker.errors.DockerException as exc:
+        raise RunError(
+            f"docker runner: cannot reach the Docker engine: {_explain(exc)}; set "
+            "DOCKER_HOST or the runner's base URL (unix:///var/run/docker.sock)"
+        ) from None
+
+
+def _container_ids(user: str | None) -> tuple[int, int]:
+    """The container's ``(uid, gid)``: numeric, non-root, readable files for it guaranteed."""
+    own_uid, own_gid = os.geteuid(), os.getegid()
+    if user is None:
+        if own_uid == 0:
+            uid, gid = (int(part) for part in NONROOT_USER.split(":"))
+            return uid, gid
+        return own_uid, own_gid
+    match = _USER.match(user)
+    if match is None:
+        raise RunError(
+            f"docker runner: user {user!r} must be numeric UID or UID:GID (such as 65532:65532), "
+            "so the run's files can be handed to it"
+        )
+    uid = int(match[1])
+    gid = int(match[2]) if match[2] is not None else uid
+    if uid == 0:
+        raise RunError("docker runner: the action must not run as root; choose a UID above 0")
+    if own_uid not in (0, uid):
+        raise RunError(
+            f"docker runner: user {uid} differs from the controller's uid {own_uid}; a non-root "
+            "controller can only share its own 0600 files: leave user unset or run as that uid"
+        )
+    return uid, gid

@@ -1,0 +1,55 @@
+"""Block actions for runner tests: a materialised workspace, a request, a tiny playbook."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from pathlib import Path
+
+from controller.refs import BlockRef
+from controller.runners.base import ActionRequest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+REF = BlockRef.parse("registry.acme-corp.com/acme/apps/app-deploy:1.2.0")
+
+
+def workspace_with_block(tmp_path: Path, block_dir: Path, ref: BlockRef = REF) -> Path:
+    """A materialised workspace: the block under blocks/<registry-path>/ as Polycrate has it."""
+    root = tmp_path / "ws"
+    shutil.copytree(block_dir, root / "blocks" / ref.name)
+    (root / "workspace.poly").write_text("name: acme-staging-1\n")
+    return root
+
+
+def request(root: Path, kubeconfig: Path, namespace: str, **over: object) -> ActionRequest:
+    fields: dict[str, object] = {
+        "workspace": "acme-staging-1",
+        "organization": "acme",
+        "revision": "0" * 40,
+        "block": "app",
+        "ref": REF,
+        "action": "deploy",
+        "playbook": "deploy.yml",
+        "config": {"namespace": namespace, "image": "", "replicas": 1, "port": 8080},
+        "workspace_dir": root,
+        "kubeconfig": kubeconfig.read_bytes(),
+        "timeout": 300.0,
+    }
+    fields.update(over)
+    return ActionRequest(**fields)  # type: ignore[arg-type]
+
+
+def a_block(tmp_path: Path, playbook: str) -> Path:
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "play.yml").write_text(textwrap.dedent(playbook))
+    return block
+
+
+HEADER = """\
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars: {ansible_python_interpreter: "{{ ansible_playbook_python }}"}
+  tasks:
+"""
