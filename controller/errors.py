@@ -40,6 +40,12 @@ class Problem:
         return f"{where}: {prefix}{self.message}"
 
 
+class SettingsError(CratekeeperError):
+    """A CRATEKEEPER_* variable or command-line flag has an invalid value."""
+
+    reason = "InvalidSettings"
+
+
 class WorkspaceError(CratekeeperError):
     """The workspace (workspace.poly, block.poly, kubeconfig layout) is invalid."""
 

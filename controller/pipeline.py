@@ -167,7 +167,11 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
     )
     message = ""
     if not result.succeeded:
-        where = f" at task {result.failed_task!r}" if result.failed_task else ""
+        if result.failed_task:
+            where = f" at task {result.failed_task!r}"
+        else:  # it never reached a task: the log says why (redacted)
+            last = next((line for line in reversed(result.log_tail) if line.strip()), "")
+            where = f" (exit code {result.exit_code}): {last.strip()[:300]}"
         message = f"{run.block} {run.action} {result.status}{where}"
     return RunOutcome(run, result.status, pulled.digest, result.finished, result.job_name, message)
 

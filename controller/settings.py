@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from controller.errors import SettingsError
 
 
 def _default_cache_dir() -> Path:
@@ -18,6 +20,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CRATEKEEPER_", extra="ignore")
 
+    runner: Literal["local", "docker", "kubernetes"] = Field(
+        default="local",
+        description="Where actions run: ansible-playbook here, a Docker container, or a Job.",
+    )
+    execution_image: str = Field(
+        default="ghcr.io/cratekeeper/cratekeeper-execution:0.1.0",
+        description="The Ansible execution image of the docker and kubernetes runners.",
+    )
+    docker_network: str = Field(
+        default="bridge", description="Network mode of docker-runner containers (e.g. host)."
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where Git mirrors and pulled blocks (by digest) are cached.",
@@ -25,6 +38,11 @@ class Settings(BaseSettings):
     insecure_registries: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated host[:port] allowed over plain HTTP; all others use HTTPS.",
+    )
+    registry_mirrors: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma-separated registry=host[:port]: pull and push that registry's blocks "
+        "through the mirror (block names and the blocks/ layout keep the original registry).",
     )
     age_identity_file: Path | None = Field(
         default=None, description="File holding the age identity that decrypts *.age files."
@@ -39,9 +57,39 @@ class Settings(BaseSettings):
         description="Largest unpacked block archive accepted from a registry, in bytes.",
     )
 
+    @field_validator("registry_mirrors", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        mirrors = {}
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            registry, sep, endpoint = part.partition("=")
+            if not sep or not registry.strip() or not endpoint.strip():
+                raise ValueError(
+                    f"{part!r} is not registry=host[:port], "
+                    "e.g. registry.acme-corp.com=mirror.internal:5000"
+                )
+            mirrors[registry.strip()] = endpoint.strip()
+        return mirrors
+
     @field_validator("insecure_registries", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment with ``overrides`` (CLI flags) on top, or a SettingsError
+    naming the variable and what is wrong with it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"CRATEKEEPER_{'_'.join(str(p) for p in err['loc']).upper()}: "
+            + str(err["ctx"]["error"] if err["type"] == "value_error" else err["msg"])
+            for err in exc.errors(include_url=False)
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None

@@ -12,6 +12,7 @@ import pytest
 from controller.cli import main
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
+from tests.support.docker_engine import DockerEngine
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.oci_registry import Registry
@@ -265,3 +266,52 @@ def test_two_reconciles_never_share_a_state_file(
     assert code == 1
     assert "another cratekeeper reconcile is using" in capsys.readouterr().err
     assert not state_file.exists()
+
+
+def test_a_registry_mirror_serves_the_seed_names_unchanged(
+    oci_registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The seed's `registry.acme-corp.com/...` pins, served by a local mirror (as the demo does)."""
+    mirror = ["--registry-mirror", f"registry.acme-corp.com={oci_registry.host}"]
+    flags = [*mirror, "--insecure-registry", oci_registry.host]
+    block = EXAMPLES / "blocks" / "app-deploy"
+    assert main(["blocks", "push", str(block), f"{SEED_NAME}:1.2.0", *flags]) == 0
+    assert main(["blocks", "pull", f"{SEED_NAME}:1.2.0", str(tmp_path), *flags]) == 0
+    assert (tmp_path / "blocks" / SEED_NAME / "block.poly").is_file()
+    assert (
+        main(["blocks", "pull", f"{SEED_NAME}:1.2.0", str(tmp_path), "--registry-mirror", "x"]) == 1
+    )
+    assert "is not registry=host[:port]" in capsys.readouterr().err
+
+
+def test_reconcile_can_run_the_action_in_a_docker_container(
+    production: GitRepo,
+    oci_registry: Registry,
+    kube_emulator: KubeEmulator,
+    docker_engine: DockerEngine,
+    execution_image: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.base_url)
+    state_file = tmp_path / "state.json"
+    code = main(
+        [
+            "reconcile",
+            str(production.path),
+            "--state",
+            str(state_file),
+            "--insecure-registry",
+            oci_registry.host,
+            "--runner",
+            "docker",
+            "--image",
+            execution_image,
+            "--docker-network",
+            "host",
+        ]
+    )
+    assert code == 0
+    assert image(kube_emulator) == "ghcr.io/acme/myapp:1.1.0"
+    (entry,) = json.loads(state_file.read_text())["history"]
+    assert entry["jobNames"][0].startswith("cratekeeper-acme-production-1")

@@ -18,22 +18,34 @@ from controller.errors import CratekeeperError, Problem, WorkspaceError
 from controller.pipeline import PipelineContext, reconcile
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, pull_block, push_block
+from controller.runners.base import Runner
+from controller.runners.docker import DockerRunner
 from controller.runners.local import LocalRunner
 from controller.secrets import AgeKeys
-from controller.settings import Settings
+from controller.settings import Settings, load_settings
 from controller.source import GitRef, Revision, fetch, local_revision
 from controller.status import record
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     """Environment settings with the command's flags mapped on top."""
-    settings = Settings()
+    env = load_settings()
     update: dict[str, object] = {}
     if getattr(args, "insecure_registry", None):
-        update["insecure_registries"] = [*settings.insecure_registries, *args.insecure_registry]
+        update["insecure_registries"] = [*env.insecure_registries, *args.insecure_registry]
+    if getattr(args, "registry_mirror", None):
+        flags = load_settings(registry_mirrors=",".join(args.registry_mirror))
+        update["registry_mirrors"] = {**env.registry_mirrors, **flags.registry_mirrors}
     if getattr(args, "age_identity_file", None):
         update["age_identity_file"] = Path(args.age_identity_file)
-    return settings.model_copy(update=update)
+    for flag, field in (
+        ("runner", "runner"),
+        ("image", "execution_image"),
+        ("docker_network", "docker_network"),
+    ):
+        if getattr(args, flag, None):
+            update[field] = getattr(args, flag)
+    return env.model_copy(update=update)
 
 
 def _registry(args: argparse.Namespace, settings: Settings) -> RegistryClient:
@@ -128,7 +140,7 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
     revision = _revision(args, settings, state)
     progress(f"revision {revision.sha[:12]} {revision.subject!r} by {revision.author}")
     ctx = PipelineContext(
-        runner=LocalRunner(),
+        runner=_runner(settings),
         registry=_registry(args, settings),
         keys=AgeKeys.from_sources(settings.age_identity_file, settings.age_identity),
         action=args.action,
@@ -147,6 +159,18 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
     return 1
 
 
+def _runner(settings: Settings) -> Runner:
+    """The runner the settings ask for (the kubernetes runner belongs to the operator)."""
+    if settings.runner == "docker":
+        return DockerRunner(settings.execution_image, network_mode=settings.docker_network)
+    if settings.runner == "local":
+        return LocalRunner()
+    raise CratekeeperError(
+        "the kubernetes runner runs inside the operator (cratekeeper run); "
+        "use --runner local or --runner docker here"
+    )
+
+
 def _add_registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--docker-config", help="docker config JSON with registry credentials")
     p.add_argument(
@@ -154,6 +178,12 @@ def _add_registry_flags(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="HOST[:PORT]",
         help="allow plain HTTP for this registry (repeatable; CRATEKEEPER_INSECURE_REGISTRIES)",
+    )
+    p.add_argument(
+        "--registry-mirror",
+        action="append",
+        metavar="REGISTRY=HOST[:PORT]",
+        help="reach REGISTRY through a mirror (repeatable; CRATEKEEPER_REGISTRY_MIRRORS)",
     )
 
 
@@ -163,7 +193,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("source", metavar="PATH_OR_URL", help="a local Git checkout or a Git URL")
     p.add_argument("--ref", help="revision (local) or branch/refs/tags/X/SHA (URL)")
     p.add_argument("--path", dest="subpath", default="", help="workspace folder in the repo")
-    p.add_argument("--runner", choices=("local",), default="local", help="where actions run")
+    p.add_argument(
+        "--runner", choices=("local", "docker"), help="where actions run (default: local)"
+    )
+    p.add_argument("--image", help="execution image of the docker runner")
+    p.add_argument("--docker-network", help="docker runner network mode (default: bridge)")
     p.add_argument("--state", default="cratekeeper-state.json", help="the applied-state file")
     p.add_argument("--action", default="deploy", help="the action each changed block runs")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per action run")

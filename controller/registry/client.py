@@ -53,6 +53,9 @@ class RegistryOptions:
     cache_dir: Path | None = None
     max_block_size: int = _DEFAULT_MAX_BLOCK_SIZE
     timeout: float = 30.0
+    mirrors: tuple[tuple[str, str], ...] = ()
+    """``(registry, endpoint)`` pairs: requests for ``registry`` go to ``endpoint`` instead
+    (an air-gapped mirror, or the demo's local registry); names and paths stay the same."""
 
     @classmethod
     def from_settings(
@@ -66,7 +69,12 @@ class RegistryOptions:
             docker_config=docker_config,
             cache_dir=settings.cache_dir,
             max_block_size=settings.max_block_size,
+            mirrors=tuple(sorted(settings.registry_mirrors.items())),
         )
+
+    def endpoint(self, registry: str) -> str:
+        """The ``host[:port]`` that serves ``registry`` (its mirror, or itself)."""
+        return dict(self.mirrors).get(registry, registry)
 
     def is_insecure(self, netloc: str) -> bool:
         """True for ``host[:port]`` listed as plain HTTP (a bare host covers every port)."""
@@ -74,7 +82,10 @@ class RegistryOptions:
         return netloc in self.insecure_registries or host in self.insecure_registries
 
     def credentials(self, registry: str) -> Credentials | None:
-        return self.docker_config.for_registry(registry) if self.docker_config else None
+        """Credentials for the host that serves ``registry``."""
+        if self.docker_config is None:
+            return None
+        return self.docker_config.for_registry(self.endpoint(registry))
 
 
 @dataclass(frozen=True)
@@ -243,8 +254,9 @@ class RegistryClient:
     # --- plumbing --------------------------------------------------------------------------
 
     def base_url(self, registry: str) -> str:
-        scheme = "http" if self.options.is_insecure(registry) else "https"
-        return f"{scheme}://{registry}/v2/"
+        endpoint = self.options.endpoint(registry)
+        scheme = "http" if self.options.is_insecure(endpoint) else "https"
+        return f"{scheme}://{endpoint}/v2/"
 
     def _request(
         self,
