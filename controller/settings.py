@@ -31,6 +31,25 @@ class Settings(BaseSettings):
     docker_network: str = Field(
         default="bridge", description="Network mode of docker-runner containers (e.g. host)."
     )
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="Management-cluster kubeconfig for `run` (in-cluster or $KUBECONFIG if unset).",
+    )
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated namespaces `run` watches; empty: the whole cluster.",
+    )
+    webhook_port: int | None = Field(default=9000, description="Git push webhook receiver.")
+    metrics_port: int | None = Field(default=9090, description="/metrics (and /healthz).")
+    health_port: int | None = Field(default=None, description="/healthz and /readyz alone.")
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    max_concurrent_runs: int = Field(
+        default=4, ge=1, description="Reconciles in flight at once across all Workspaces."
+    )
+    retry_base: float = Field(
+        default=10.0, gt=0, description="Seconds before the first retry of a failed revision."
+    )
+    retry_max: float = Field(default=600.0, gt=0, description="Longest wait between retries.")
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where Git mirrors and pulled blocks (by digest) are cached.",
@@ -73,7 +92,7 @@ class Settings(BaseSettings):
             mirrors[registry.strip()] = endpoint.strip()
         return mirrors
 
-    @field_validator("insecure_registries", mode="before")
+    @field_validator("insecure_registries", "namespaces", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -30,7 +30,6 @@ from tests.support.kube_emulator import (
     strategic_merge_patch,
 )
 
-
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 BlockPhase = Literal["Applied", "Failed", "Pending"]
 RunResultName = Literal["Succeeded", "Failed", "TimedOut", "Invalid"]
@@ -84,6 +84,21 @@ class WorkspaceStatus(_Model):
     last_applied_revision: str | None = Field(default=None, alias="lastAppliedRevision")
     blocks: list[BlockStatus] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
+
+    @computed_field(  # type: ignore[prop-decorator]
+        alias="lastAppliedShortRevision",
+        description="The last applied commit, short (REVISION column).",
+    )
+    @property
+    def last_applied_short_revision(self) -> str | None:
+        return self.last_applied_revision[:12] if self.last_applied_revision else None
+
+    @computed_field(  # type: ignore[prop-decorator]
+        alias="blocksSummary", description="Blocks applied / blocks recorded (BLOCKS column)."
+    )
+    @property
+    def blocks_summary(self) -> str:
+        return f"{sum(b.phase == 'Applied' for b in self.blocks)}/{len(self.blocks)}"
 
     def condition(self, kind: str) -> Condition | None:
         """The condition of type ``kind``, if set."""

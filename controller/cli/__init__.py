@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from controller import __version__
-from controller.cli import applying, inspecting
+from controller.cli import applying, inspecting, operating
 from controller.errors import CratekeeperError
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     inspecting.add_commands(sub)
     applying.add_commands(sub)
+    operating.add_commands(sub)
     return parser
 
 

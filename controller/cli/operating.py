@@ -1,0 +1,69 @@
+"""``run``: the operator, namespace-scoped or cluster-wide."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from controller.api.spec import WorkspaceSpec
+from controller.errors import CratekeeperError
+from controller.operator import run_operator
+from controller.operator.main import local_runner
+from controller.operator.worker import RunnerFactory
+from controller.runners.base import Runner
+from controller.runners.docker import DockerRunner
+from controller.settings import Settings, load_settings
+
+
+def runner_factory(settings: Settings) -> RunnerFactory:
+    """How the operator makes a runner per Workspace, from the settings."""
+    if settings.runner == "local":
+        return local_runner
+    if settings.runner == "docker":
+
+        def docker(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
+            image = spec.runner.image or settings.execution_image
+            return DockerRunner(image, network_mode=settings.docker_network)
+
+        return docker
+    raise CratekeeperError(f"runner {settings.runner!r} is not available in this build")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides: dict[str, object] = {}
+    for flag in ("runner", "webhook_port", "metrics_port", "health_port", "log_level"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = getattr(args, flag)
+    if args.namespaces:
+        overrides["namespaces"] = ",".join(args.namespaces)
+    settings = load_settings(**overrides)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    clusterwide = args.all_namespaces or not settings.namespaces
+    run_operator(
+        settings,
+        namespaces=None if clusterwide else settings.namespaces,
+        clusterwide=clusterwide,
+        webhook_port=settings.webhook_port,
+        metrics_port=settings.metrics_port,
+        health_port=settings.health_port,
+        runner_factory=runner_factory(settings),
+    )
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register run."""
+    p = sub.add_parser("run", help="run the operator (CRATEKEEPER_* settings, flags on top)")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace", action="append", dest="namespaces", help="watch this namespace (repeat)"
+    )
+    scope.add_argument("--all-namespaces", action="store_true", help="watch the whole cluster")
+    p.add_argument("--runner", choices=("local", "docker", "kubernetes"))
+    p.add_argument("--webhook-port", type=int)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--health-port", type=int)
+    p.add_argument("--log-level")
+    p.set_defaults(func=_cmd_run)

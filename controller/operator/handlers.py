@@ -1,0 +1,190 @@
+"""Kopf handlers: the only module that imports Kopf (STYLE: only ``operator`` knows Kopf).
+
+Each Workspace gets one daemon, which runs its :class:`~controller.operator.worker.WorkspaceWorker`
+loop: the daemon starts on create and on operator start (resume), and stops on delete or
+shutdown. A Kopf timer cannot do the interval, since the interval is per object
+(``spec.source.interval``). The ``event`` handler only wakes workers (spec change, the
+requested-at annotation) and writes nothing; the ``delete`` handler removes what runs left.
+
+Kopf keeps its own progress in annotations under ``cratekeeper.dev/``, so ``.status`` holds
+exactly :class:`~controller.api.status.WorkspaceStatus`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+from typing import Any
+
+import kopf
+
+from controller.api.spec import GROUP, PLURAL, VERSION
+from controller.operator.config import OperatorConfig
+from controller.operator.kubeapi import Connection, connection_from_kubeconfig
+from controller.operator.state import OperatorState
+from controller.operator.worker import EventType
+
+FINALIZER = f"{GROUP}/finalizer"
+
+
+def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
+    """Kopf's settings: state in annotations, our finalizer, events only when we post them."""
+    settings = kopf.OperatorSettings()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    # Kopf turns per-object log lines into Events; only warnings should become Events, the
+    # rest are posted on purpose (kopf.event) when something happens.
+    settings.posting.level = logging.WARNING
+    settings.peering.standalone = True
+    settings.watching.server_timeout = 300
+    return settings
+
+
+def _to_kopf(conn: Connection) -> kopf.ConnectionInfo:
+    return kopf.ConnectionInfo(
+        server=conn.server,
+        token=conn.token,
+        scheme="Bearer" if conn.token else None,
+        username=conn.username,
+        password=conn.password,
+        ca_path=conn.ca_path,
+        ca_data=conn.ca_data,
+        insecure=conn.insecure,
+        certificate_path=conn.certificate_path,
+        certificate_data=conn.certificate_data,
+        private_key_path=conn.private_key_path,
+        private_key_data=conn.private_key_data,
+        default_namespace=conn.default_namespace,
+    )
+
+
+def _bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _path(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def _from_kopf(info: kopf.ConnectionInfo) -> Connection:
+    return Connection(
+        server=info.server.rstrip("/"),
+        token=info.token,
+        username=info.username,
+        password=info.password,
+        ca_path=_path(info.ca_path),
+        ca_data=_bytes(info.ca_data),
+        certificate_path=_path(info.certificate_path),
+        certificate_data=_bytes(info.certificate_data),
+        private_key_path=_path(info.private_key_path),
+        private_key_data=_bytes(info.private_key_data),
+        insecure=bool(info.insecure),
+        default_namespace=info.default_namespace,
+    )
+
+
+def build_registry(state: OperatorState, config: OperatorConfig) -> kopf.OperatorRegistry:
+    """The handlers of one operator, bound to its state."""
+    registry = kopf.OperatorRegistry()
+    resource = (GROUP, VERSION, PLURAL)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        info: kopf.ConnectionInfo | None
+        if config.kubeconfig is not None:
+            info = _to_kopf(connection_from_kubeconfig(config.kubeconfig))
+        else:
+            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is not None:
+            state.api.connect(_from_kopf(info))
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def startup(**_: Any) -> None:
+        state.watching = True
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        state.watching = False
+
+    @kopf.on.event(*resource, registry=registry)
+    async def observe(
+        type: str | None, body: kopf.Body, namespace: str | None, name: str | None, **_: Any
+    ) -> None:
+        if type != "DELETED" and namespace and name:
+            state.observe(namespace, name, dict(body))
+
+    @kopf.daemon(
+        *resource,
+        registry=registry,
+        id="reconciler",
+        cancellation_backoff=config.shutdown_grace,
+        cancellation_timeout=10.0,
+    )
+    async def reconciler(
+        body: kopf.Body,
+        namespace: str | None,
+        name: str | None,
+        stopped: kopf.DaemonStopped,
+        logger: kopf.Logger,
+        **_: Any,
+    ) -> None:
+        assert namespace and name  # a namespaced resource
+
+        def snapshot() -> dict[str, Any]:
+            return copy.deepcopy(dict(body))  # the daemon's body is live: a fresh copy
+
+        def post(type: EventType, reason: str, message: str) -> None:
+            kopf.event(body, type=type, reason=reason, message=message)
+
+        worker = state.start_worker(namespace, name, snapshot, post, logger.info)
+
+        async def relay_stop() -> None:
+            await stopped.wait()
+            worker.stop()
+
+        relay = asyncio.create_task(relay_stop())
+        try:
+            await worker.run()
+        finally:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+            state.drop(worker)
+
+    @kopf.on.delete(*resource, registry=registry, id="cleanup")
+    async def delete(
+        namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any
+    ) -> None:
+        assert namespace and name
+        removed = await state.cleanup(namespace, name)
+        if removed:
+            logger.info(f"removed what runs left: {', '.join(removed)}")
+
+    return registry
+
+
+async def serve(
+    state: OperatorState,
+    config: OperatorConfig,
+    *,
+    namespaces: list[str] | None,
+    clusterwide: bool,
+    stop_flag: asyncio.Event | None = None,
+    ready_flag: asyncio.Event | None = None,
+) -> None:
+    """Run Kopf until ``stop_flag`` (or a signal); standalone, no peering."""
+    await kopf.operator(
+        registry=build_registry(state, config),
+        settings=kopf_settings(config),
+        standalone=True,
+        namespaces=namespaces or [],
+        clusterwide=clusterwide,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )

@@ -1,0 +1,132 @@
+"""Starting the operator: Kopf, the webhook receiver and the metrics server, together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from controller.api.spec import WorkspaceSpec
+from controller.operator.config import OperatorConfig
+from controller.operator.handlers import serve
+from controller.operator.kubeapi import KubeApi
+from controller.operator.metrics import OperatorMetrics, metrics_app
+from controller.operator.state import OperatorState
+from controller.operator.webhook import webhook_app
+from controller.operator.worker import RunnerFactory, Shared
+from controller.runners.base import Runner
+from controller.runners.local import LocalRunner
+from controller.secrets import AgeKeys
+from controller.settings import Settings
+
+
+def local_runner(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
+    """The default runner until the kubernetes runner is wired: ansible-playbook locally."""
+    return LocalRunner()
+
+
+class Operator:
+    """One operator process: Kopf plus its webhook and metrics servers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        namespaces: list[str] | None = None,
+        clusterwide: bool = False,
+        webhook_port: int | None = None,
+        metrics_port: int | None = None,
+        health_port: int | None = None,
+        config: OperatorConfig | None = None,
+        runner_factory: RunnerFactory = local_runner,
+        host: str = "0.0.0.0",  # noqa: S104 (probes and Git servers reach the pod's IP)
+    ) -> None:
+        if not clusterwide and not namespaces:
+            raise ValueError("give namespaces to watch, or run cluster-wide")
+        self.settings = settings
+        self.config = config or OperatorConfig.from_settings(settings)
+        self.namespaces = namespaces
+        self.clusterwide = clusterwide
+        self.host = host
+        self._ports = {"webhook": webhook_port, "metrics": metrics_port, "health": health_port}
+        self.bound: dict[str, int] = {}
+        self.metrics = OperatorMetrics()
+        self.api = KubeApi()
+        self.state = OperatorState(
+            Shared(
+                settings=settings,
+                config=self.config,
+                api=self.api,
+                metrics=self.metrics,
+                runner_factory=runner_factory,
+                base_keys=AgeKeys.from_sources(settings.age_identity_file, settings.age_identity),
+                slots=asyncio.Semaphore(self.config.max_concurrent_runs),
+            ),
+            self.api,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _servers(self) -> AsyncIterator[None]:
+        apps = {
+            "webhook": webhook_app(self.state.webhook_secret, self.state.trigger),
+            "metrics": metrics_app(self.metrics, self.state.ready),
+            # Probes may have a port of their own (the chart's `health`); same app, same answers.
+            "health": metrics_app(self.metrics, self.state.ready),
+        }
+        runners: list[web.AppRunner] = []
+        try:
+            for kind, app in apps.items():
+                port = self._ports[kind]
+                if port is None:
+                    continue
+                runner = web.AppRunner(app, access_log=None, handle_signals=False)
+                await runner.setup()
+                runners.append(runner)
+                site = web.TCPSite(runner, self.host, port)
+                await site.start()
+                self.bound[kind] = runner.addresses[0][1]
+            yield
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+    async def run(
+        self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None
+    ) -> None:
+        """Serve until ``stop_flag`` is set (or SIGINT/SIGTERM); in-flight runs finish first."""
+        try:
+            async with self._servers():
+                await serve(
+                    self.state,
+                    self.config,
+                    namespaces=self.namespaces,
+                    clusterwide=self.clusterwide,
+                    stop_flag=stop_flag,
+                    ready_flag=ready_flag,
+                )
+        finally:
+            await self.api.close()
+
+
+def run_operator(
+    settings: Settings,
+    namespaces: list[str] | None,
+    clusterwide: bool,
+    webhook_port: int | None,
+    metrics_port: int | None,
+    health_port: int | None = None,
+    runner_factory: RunnerFactory = local_runner,
+) -> None:
+    """``cratekeeper run``: the operator in the foreground until SIGINT/SIGTERM."""
+    operator = Operator(
+        settings,
+        namespaces=namespaces,
+        clusterwide=clusterwide,
+        webhook_port=webhook_port,
+        metrics_port=metrics_port,
+        health_port=health_port,
+        runner_factory=runner_factory,
+    )
+    asyncio.run(operator.run())

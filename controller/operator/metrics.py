@@ -1,0 +1,80 @@
+"""Prometheus metrics (its own registry) and the probe endpoints, served on the metrics port."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+_LABELS = ("namespace", "name")
+
+
+class OperatorMetrics:
+    """What the operator counts; one instance per operator, with its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.reconcile_duration = Histogram(
+            "cratekeeper_reconcile_duration_seconds",
+            "Time from fetch to recorded status of one reconcile attempt.",
+            _LABELS,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=self.registry,
+        )
+        self.runs = Counter(
+            "cratekeeper_runs_total",
+            "Reconciles that ran or tried to run block actions, by result.",
+            (*_LABELS, "result"),
+            registry=self.registry,
+        )
+        self.last_applied = Gauge(
+            "cratekeeper_last_successful_apply_timestamp_seconds",
+            "Unix time of the last reconcile that applied a revision.",
+            _LABELS,
+            registry=self.registry,
+        )
+        self.fetch_errors = Counter(
+            "cratekeeper_fetch_errors_total",
+            "Failed fetches of the workspace repository, by reason.",
+            (*_LABELS, "reason"),
+            registry=self.registry,
+        )
+        self.pull_errors = Counter(
+            "cratekeeper_pull_errors_total",
+            "Failed registry look-ups or pulls of blocks, by reason.",
+            (*_LABELS, "reason"),
+            registry=self.registry,
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Drop the per-workspace gauge of a deleted Workspace."""
+        with contextlib.suppress(KeyError):
+            self.last_applied.remove(namespace, name)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_app(metrics: OperatorMetrics, ready: Callable[[], bool]) -> web.Application:
+    """``/metrics``, ``/healthz`` (the process serves) and ``/readyz`` (Kopf is watching)."""
+
+    async def serve_metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        response.charset = "utf-8"
+        return response
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ok") if ready() else web.Response(status=503, text="starting")
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

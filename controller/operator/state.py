@@ -1,0 +1,87 @@
+"""The operator's shared state: the running workers, and what the webhook and cleanup need.
+
+Kopf-free, so the handlers stay a thin mapping and this part can be tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from controller.api.spec import GROUP
+from controller.operator.kubeapi import KubeApi
+from controller.operator.webhook import TOKEN_KEY
+from controller.operator.worker import EventSink, Shared, WorkspaceWorker
+
+WEBHOOK_SECRET_ANNOTATION = f"{GROUP}/webhook-secret"
+WORKSPACE_LABEL = f"{GROUP}/workspace"
+
+Key = tuple[str, str]
+
+
+def cleanup_selector(name: str) -> str:
+    """The label selector of the Jobs and Secrets runs make for Workspace ``name``."""
+    return f"{WORKSPACE_LABEL}={name}"
+
+
+class OperatorState:
+    """Workers by ``(namespace, name)``, the Kubernetes client, and readiness."""
+
+    def __init__(self, shared: Shared, api: KubeApi) -> None:
+        self.shared = shared
+        self.api = api
+        self.workers: dict[Key, WorkspaceWorker] = {}
+        self.watching = False
+
+    def ready(self) -> bool:
+        return self.watching and self.api.connected
+
+    def start_worker(
+        self,
+        namespace: str,
+        name: str,
+        snapshot: Callable[[], dict[str, Any]],
+        events: EventSink,
+        log: Callable[[str], None],
+    ) -> WorkspaceWorker:
+        worker = WorkspaceWorker(namespace, name, self.shared, snapshot, events, log)
+        self.workers[namespace, name] = worker
+        return worker
+
+    def drop(self, worker: WorkspaceWorker) -> None:
+        key = (worker.namespace, worker.name)
+        if self.workers.get(key) is worker:
+            del self.workers[key]
+
+    def observe(self, namespace: str, name: str, body: dict[str, Any]) -> None:
+        worker = self.workers.get((namespace, name))
+        if worker is not None:
+            worker.observe(body)
+
+    def trigger(self, namespace: str, name: str) -> bool:
+        """Reconcile now (a webhook push); False when no worker serves that Workspace."""
+        worker = self.workers.get((namespace, name))
+        if worker is None:
+            return False
+        worker.wake(force=True)
+        return True
+
+    async def webhook_secret(self, namespace: str, name: str) -> bytes | None:
+        """The token of the Workspace's webhook Secret; None when there is none to check."""
+        worker = self.workers.get((namespace, name))
+        if worker is None or not self.api.connected:
+            return None
+        secret_name = worker.annotation(WEBHOOK_SECRET_ANNOTATION)
+        if not secret_name:
+            return None
+        data = await self.api.read_secret(namespace, secret_name)
+        token = (data or {}).get(TOKEN_KEY, b"").strip()
+        return token or None
+
+    async def cleanup(self, namespace: str, name: str) -> list[str]:
+        """Delete the Jobs and Secrets the Workspace's runs left; what was deleted."""
+        self.shared.metrics.forget(namespace, name)
+        selector = cleanup_selector(name)
+        jobs = await self.api.delete_labelled("/apis/batch/v1", "jobs", namespace, selector)
+        secrets = await self.api.delete_labelled("/api/v1", "secrets", namespace, selector)
+        return [f"job/{n}" for n in jobs] + [f"secret/{n}" for n in secrets]

@@ -1,0 +1,416 @@
+"""One Workspace's reconcile loop: when to fetch, when to run, what to write (no Kopf here).
+
+A worker lives as long as Kopf's daemon for its Workspace. Each tick fetches the source,
+decides whether the pipeline must run, and writes the resulting status as a merge patch, or
+nothing at all when nothing changed. Between ticks it sleeps until the interval elapses, a
+failed revision's retry is due, or something wakes it (a spec change, the requested-at
+annotation, a webhook push).
+
+Rules it keeps (DESIGN §4): one run per workspace at a time (the loop is serial) and a global
+limit across workspaces (a shared semaphore); a failed revision is retried with capped
+exponential backoff, a stalled one (invalid workspace) only when a new commit, a spec change
+or a forced reconcile arrives; a new commit supersedes a pending retry at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from pydantic import ValidationError
+
+from controller.api.spec import REQUESTED_AT, WorkspaceSpec, parse_duration
+from controller.api.status import WorkspaceStatus
+from controller.errors import CratekeeperError, RegistryError
+from controller.operator.config import OperatorConfig
+from controller.operator.metrics import OperatorMetrics
+from controller.operator.secrets import RunSecrets, SecretReader, secret_files
+from controller.pipeline import PipelineContext, reconcile
+from controller.registry import RegistryClient, RegistryOptions
+from controller.runners.base import ActionRequest, OutputHandler, Runner, RunResult
+from controller.secrets import AgeKeys
+from controller.settings import Settings
+from controller.source import GitRef, Revision, fetch
+from controller.status import STALLING_REASONS, ReconcileOutcome, record, set_condition
+
+EventType = Literal["Normal", "Warning"]
+RunnerFactory = Callable[[str, str, WorkspaceSpec], Runner]
+"""``(namespace, name, spec)`` of a Workspace → the runner of its next reconcile."""
+
+
+class EventSink(Protocol):
+    """Posts a Kubernetes Event on the Workspace (Kopf's ``kopf.event`` in production)."""
+
+    def __call__(self, type: EventType, reason: str, message: str) -> None: ...
+
+
+class StatusWriter(SecretReader, Protocol):
+    async def patch_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+
+@dataclass
+class Shared:
+    """What every worker of one operator shares."""
+
+    settings: Settings
+    config: OperatorConfig
+    api: StatusWriter
+    metrics: OperatorMetrics
+    runner_factory: RunnerFactory
+    base_keys: AgeKeys = field(default_factory=AgeKeys)
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+
+
+@dataclass
+class Retry:
+    """A failure waiting for its retry (``revision`` None: the fetch itself failed)."""
+
+    revision: str | None
+    generation: int | None
+    attempts: int
+    due: float
+    stalled: bool
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 patch turning status ``old`` into ``new`` (top-level keys; empty: equal).
+
+    Keys ``new`` lacks are deleted, so anything not in our schema (Kopf's own fields, fields
+    of older versions) disappears from ``.status``.
+    """
+    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    patch.update({k: None for k in old if k not in new})
+    return patch
+
+
+def git_ref(spec: WorkspaceSpec) -> GitRef:
+    ref = spec.source.ref
+    if ref.commit:
+        return GitRef.commit(ref.commit)
+    if ref.tag:
+        return GitRef.tag(ref.tag)
+    return GitRef.branch(ref.branch or "main")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _status_of(raw: Any) -> WorkspaceStatus:
+    try:
+        return WorkspaceStatus.model_validate(raw or {})
+    except ValidationError:
+        return WorkspaceStatus()  # not ours (or hand-edited): start over rather than crash
+
+
+def failed_status(
+    status: WorkspaceStatus, reason: str, message: str, generation: int | None, stalled: bool
+) -> WorkspaceStatus:
+    """Conditions after a failure that happened before any revision could be attempted
+    (a fetch, a Secret, the spec); revisions, blocks and history stay as they are."""
+    now = _now()
+    conds = set_condition(status.conditions, "Ready", "False", reason, message, now, generation)
+    conds = set_condition(
+        conds,
+        "Stalled",
+        "True" if stalled else "False",
+        reason,
+        "fix the Workspace's spec" if stalled else "",
+        now,
+        generation,
+    )
+    conds = set_condition(conds, "Reconciling", "False", "Idle", "", now, generation)
+    return status.model_copy(update={"conditions": conds, "observed_generation": generation})
+
+
+class _AnnouncingRunner:
+    """The runner, announcing the first run of a reconcile before it starts."""
+
+    def __init__(self, inner: Runner, on_start: Callable[[ActionRequest], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._on_start = on_start
+        self._started = False
+
+    async def run(
+        self, request: ActionRequest, on_output: OutputHandler | None = None
+    ) -> RunResult:
+        if not self._started:
+            self._started = True
+            await self._on_start(request)
+        return await self._inner.run(request, on_output)
+
+
+Event = tuple[EventType, str, str]
+
+
+class WorkspaceWorker:
+    """The loop of one Workspace; ``snapshot()`` returns its latest body as a plain dict."""
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        shared: Shared,
+        snapshot: Callable[[], dict[str, Any]],
+        events: EventSink,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.namespace = namespace
+        self.name = name
+        self._shared = shared
+        self._snapshot = snapshot
+        self._events = events
+        self._log = log
+        self._wake = asyncio.Event()
+        self._forced = False
+        self._stopping = False
+        self._retry: Retry | None = None
+        self.ticks = 0  # completed ticks (for tests and debugging)
+        # The status as we last stored it: the watch may not have brought it back yet.
+        self._written: dict[str, Any] | None = None
+        body = snapshot()
+        self._generation = body.get("metadata", {}).get("generation")
+        self._requested = self._requested_at(body)
+
+    # signals
+
+    @staticmethod
+    def _requested_at(body: Mapping[str, Any]) -> str | None:
+        value = (body.get("metadata", {}).get("annotations") or {}).get(REQUESTED_AT)
+        return str(value) if value is not None else None
+
+    def annotation(self, key: str) -> str | None:
+        """An annotation of the Workspace as last seen."""
+        value = (self._snapshot().get("metadata", {}).get("annotations") or {}).get(key)
+        return str(value) if value is not None else None
+
+    def wake(self, *, force: bool) -> None:
+        """Reconcile now; ``force`` also skips a pending retry's backoff."""
+        self._forced = self._forced or force
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish the tick in progress (a run completes and is recorded), then exit."""
+        self._stopping = True
+        self._wake.set()
+
+    def observe(self, body: Mapping[str, Any]) -> None:
+        """A watch event: wake on a spec change or a new requested-at annotation."""
+        generation = body.get("metadata", {}).get("generation")
+        requested = self._requested_at(body)
+        if generation != self._generation:
+            self._generation = generation
+            self.wake(force=True)
+        if requested != self._requested:
+            self._requested = requested
+            self.wake(force=True)
+
+    # the loop
+
+    async def run(self) -> None:
+        """Tick until stopped; a tick in progress always completes."""
+        while not self._stopping:
+            try:
+                delay = await self.tick()
+            except CratekeeperError as exc:  # the Kubernetes API failed: try again later
+                self._log(f"reconcile of {self.namespace}/{self.name} failed: {exc}")
+                delay = self._shared.config.backoff(2)
+            self.ticks += 1
+            if not self._stopping:
+                await self._sleep(delay)
+
+    async def _sleep(self, delay: float | None) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        self._wake.clear()
+
+    def _stored(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        if self._written is not None:
+            return self._written
+        return dict(body.get("status") or {})
+
+    async def tick(self) -> float | None:
+        """One pass; the seconds until the next one (None: only when woken)."""
+        self._wake.clear()
+        body = self._snapshot()
+        generation = body.get("metadata", {}).get("generation")
+        forced, self._forced = self._forced, False
+        status = _status_of(self._stored(body))
+        try:
+            spec = WorkspaceSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            message = "invalid spec: " + "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            new = failed_status(status, "InvalidSpec", message, generation, stalled=True)
+            await self._write(new, [("Warning", "InvalidSpec", message)])
+            return None
+        if spec.suspend:
+            return None  # suspended: no runs and no writes; a spec change wakes us
+        interval = parse_duration(spec.source.interval)
+        if self._retry is not None and (forced or self._retry.generation != generation):
+            self._retry = None  # a forced reconcile or a spec change retries at once
+        async with self._shared.slots:
+            return await self._attempt(spec, status, generation, interval)
+
+    async def _attempt(
+        self, spec: WorkspaceSpec, status: WorkspaceStatus, generation: int | None, interval: float
+    ) -> float:
+        shared = self._shared
+        labels = (self.namespace, self.name)
+        started = time.monotonic()
+        try:
+            async with secret_files(shared.api, self.namespace, spec, shared.base_keys) as secrets:
+                revision = await self._fetch(spec, status, secrets)
+                retry = self._retry
+                if retry is not None and retry.revision == revision.sha:
+                    if retry.stalled:
+                        return interval  # only a new commit (or a forced run) helps
+                    if time.monotonic() < retry.due:
+                        return min(interval, retry.due - time.monotonic())
+                outcome = await self._reconcile(spec, revision, status, secrets)
+        except CratekeeperError as exc:
+            shared.metrics.fetch_errors.labels(*labels, exc.reason).inc()
+            delay = self._failed(None, generation, stalled=False)
+            new = failed_status(status, exc.reason, str(exc), generation, stalled=False)
+            await self._write(new, [("Warning", exc.reason, str(exc))])
+            return min(interval, delay)
+        if outcome.up_to_date:
+            self._retry = None
+            await self._write(record(status, outcome, spec.history_limit, generation))
+            return interval
+        shared.metrics.reconcile_duration.labels(*labels).observe(time.monotonic() - started)
+        return await self._finish(spec, outcome, generation, interval)
+
+    async def _fetch(
+        self, spec: WorkspaceSpec, status: WorkspaceStatus, secrets: RunSecrets
+    ) -> Revision:
+        source = spec.source
+        return await asyncio.to_thread(
+            fetch,
+            source.url,
+            git_ref(spec),
+            self._shared.settings.cache_dir / "git",
+            subpath=source.path,
+            auth=secrets.git_auth,
+            previous=status.last_applied_revision,
+        )
+
+    async def _reconcile(
+        self,
+        spec: WorkspaceSpec,
+        revision: Revision,
+        status: WorkspaceStatus,
+        secrets: RunSecrets,
+    ) -> ReconcileOutcome:
+        shared = self._shared
+        if revision.sha not in (status.last_fetched_revision, status.last_applied_revision):
+            self._events(
+                "Normal",
+                "NewRevision",
+                f"new revision {revision.sha[:12]} {revision.subject!r} by {revision.author}",
+            )
+
+        async def run_started(request: ActionRequest) -> None:
+            """Reconciling=True, written only when a run really starts."""
+            conds = set_condition(
+                status.conditions,
+                "Reconciling",
+                "True",
+                "Progressing",
+                f"applying revision {revision.sha[:12]}",
+                _now(),
+                status.observed_generation,
+            )
+            await self._write(
+                status.model_copy(update={"conditions": conds}),
+                [
+                    (
+                        "Normal",
+                        "RunStarted",
+                        f"applying revision {revision.sha[:12]}: {request.block} "
+                        f"{request.action} ({request.ref.name}:{request.ref.tag})",
+                    )
+                ],
+            )
+
+        registry = RegistryClient(
+            RegistryOptions.from_settings(shared.settings, docker_config=secrets.docker_config)
+        )
+        ctx = PipelineContext(
+            runner=_AnnouncingRunner(
+                shared.runner_factory(self.namespace, self.name, spec), run_started
+            ),
+            registry=registry,
+            keys=secrets.keys,
+            action=spec.action,
+            timeout=parse_duration(spec.runner.timeout),
+            work_dir=shared.config.work_dir,
+        )
+        return await reconcile(revision, status, ctx, self._log)
+
+    async def _finish(
+        self,
+        spec: WorkspaceSpec,
+        outcome: ReconcileOutcome,
+        generation: int | None,
+        interval: float,
+    ) -> float:
+        shared = self._shared
+        labels = (self.namespace, self.name)
+        # On top of what is stored now: the run-start write may have moved Reconciling.
+        base = _status_of(self._stored(self._snapshot()))
+        new = record(base, outcome, spec.history_limit, generation)
+        recorded = bool(outcome.runs or outcome.error or outcome.removed)  # record() adds one
+        entry = new.history[0] if recorded and new.history else None
+        changes = ", ".join(str(c) for c in entry.changes) if entry else ""
+        short = outcome.revision[:12]
+        events: list[Event]
+        if outcome.succeeded:
+            self._retry = None
+            if outcome.runs:
+                shared.metrics.runs.labels(*labels, "Succeeded").inc()
+            shared.metrics.last_applied.labels(*labels).set(outcome.finished.timestamp())
+            detail = f": {changes}" if changes else " (no block changed)"
+            events = [("Normal", "RunSucceeded", f"applied {short}{detail}")]
+            delay = interval
+        else:
+            error = outcome.error
+            reason = error.reason if error else "RunFailed"
+            if isinstance(error, RegistryError):
+                shared.metrics.pull_errors.labels(*labels, reason).inc()
+            shared.metrics.runs.labels(*labels, entry.result if entry else "Failed").inc()
+            stalled = reason in STALLING_REASONS
+            delay = min(interval, self._failed(outcome.revision, generation, stalled))
+            message = str(error) if error else (entry.message if entry else "")
+            kind = "ValidationFailed" if stalled else "RunFailed"
+            detail = f" ({changes})" if changes else ""
+            events = [("Warning", kind, f"{short} not applied{detail}: {reason}: {message}")]
+        await self._write(new, events)
+        return delay
+
+    def _failed(self, revision: str | None, generation: int | None, stalled: bool) -> float:
+        """Remember a failure; the seconds until its retry is due."""
+        previous = self._retry
+        attempts = previous.attempts + 1 if previous and previous.revision == revision else 1
+        delay = self._shared.config.backoff(attempts)
+        self._retry = Retry(revision, generation, attempts, time.monotonic() + delay, stalled)
+        return delay
+
+    async def _write(self, new: WorkspaceStatus, events: Sequence[Event] = ()) -> None:
+        """Patch the status when it differs from what is stored; post ``events`` only then."""
+        stored = self._stored(self._snapshot())
+        patch = merge_patch(stored, new.dump())
+        if not patch:
+            return
+        result = await self._shared.api.patch_status(self.namespace, self.name, patch)
+        self._written = result if result is not None else dict(new.dump())
+        for kind, reason, message in events:
+            self._events(kind, reason, message)
