@@ -158,7 +158,11 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
         here.progress(f"{label}: {exc.reason}: {exc}")
         return RunOutcome(run, "failed", None, _now(), message=f"{run.block}: {exc}")
     here.progress(f"running {run.block} {run.action} {label}")
-    result = await here.ctx.runner.run(request, here.ctx.on_output)
+    try:
+        result = await here.ctx.runner.run(request, here.ctx.on_output)
+    except CratekeeperError as exc:  # the runner could not run it (API refused, no engine...)
+        here.progress(f"{label}: {exc.reason}: {exc}")
+        return RunOutcome(run, "failed", pulled.digest, _now(), message=f"{run.block}: {exc}")
     elapsed = (result.finished - result.started).total_seconds()
     counts = result.counts
     here.progress(
@@ -214,6 +218,10 @@ async def _uninstall(gone: AppliedBlock, config: Mapping[str, Any], here: _Here)
         return True
     here.progress(f"{gone.name} was removed: running uninstall of {ref}")
     request = _request(pulled, gone.name, UNINSTALL, config, here)
-    result = await here.ctx.runner.run(request, here.ctx.on_output)
+    try:
+        result = await here.ctx.runner.run(request, here.ctx.on_output)
+    except CratekeeperError as exc:
+        here.progress(f"{gone.name} uninstall could not run: {exc}")
+        return False
     here.progress(f"{gone.name} uninstall: {result.status}")
     return result.succeeded

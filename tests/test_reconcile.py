@@ -315,3 +315,34 @@ def test_reconcile_can_run_the_action_in_a_docker_container(
     assert image(kube_emulator) == "ghcr.io/acme/myapp:1.1.0"
     (entry,) = json.loads(state_file.read_text())["history"]
     assert entry["jobNames"][0].startswith("cratekeeper-acme-production-1")
+
+
+def test_a_runner_that_cannot_start_is_a_failed_run_not_a_crash(
+    production: GitRepo,
+    oci_registry: Registry,
+    docker_engine: DockerEngine,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", docker_engine.base_url)
+    state_file = tmp_path / "state.json"
+    code = main(
+        [
+            "reconcile",
+            str(production.path),
+            "--state",
+            str(state_file),
+            "--insecure-registry",
+            oci_registry.host,
+            "--runner",
+            "docker",
+            "--image",
+            "127.0.0.1:9/no/such-image:0",
+        ]
+    )
+    assert code == 1
+    state = json.loads(state_file.read_text())
+    assert state["blocks"] == [] and "lastAppliedRevision" not in state
+    assert state["history"][0]["result"] == "Failed"
+    assert "image" in state["history"][0]["message"]
