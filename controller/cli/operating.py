@@ -1,4 +1,4 @@
-"""``run``: the operator, namespace-scoped or cluster-wide."""
+"""``run``: the operator, namespace-scoped or cluster-wide; ``demo``: the whole story."""
 
 from __future__ import annotations
 
@@ -53,6 +53,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from controller.sandbox.demo import run_demo
+    except ImportError as exc:  # the demo extra is not installed
+        raise CratekeeperError(
+            f"the demo needs the 'demo' extra ({exc.name} is missing): "
+            "pip install 'cratekeeper[demo]', or run scripts/demo"
+        ) from None
+    run_demo(keep=args.keep)
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register run."""
     p = sub.add_parser("run", help="run the operator (CRATEKEEPER_* settings, flags on top)")
@@ -67,3 +79,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--health-port", type=int)
     p.add_argument("--log-level")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "demo", help="the staging/production promotion and rollback story, on this machine"
+    )
+    p.add_argument("--keep", action="store_true", help="leave it running and print the kubeconfig")
+    p.set_defaults(func=_cmd_demo)
