@@ -138,3 +138,24 @@ class RunError(CratekeeperError):
 
 class RunTimeoutError(RunError):
     reason = "RunTimedOut"
+
+
+class KubeError(RunError):
+    """The Kubernetes API refused a request or could not be reached (``controller.kube``).
+
+    ``status`` is the HTTP status when the API server answered (None when it could not be
+    reached), ``api_reason`` the ``reason`` of its ``Status`` object (e.g. ``Forbidden``).
+    """
+
+    reason = "KubernetesApiError"
+
+    def __init__(self, message: str, *, status: int | None = None, api_reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.api_reason = api_reason
+
+
+class KubeAlreadyExistsError(KubeError):
+    """A create found an object of that name (HTTP 409, reason ``AlreadyExists``)."""
+
+    reason = "KubernetesObjectExists"

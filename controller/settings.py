@@ -28,12 +28,16 @@ class Settings(BaseSettings):
         default="ghcr.io/cratekeeper/cratekeeper-execution:0.1.0",
         description="The Ansible execution image of the docker and kubernetes runners.",
     )
+    prepare_image: str = Field(
+        default="ghcr.io/cratekeeper/cratekeeper:0.1.0",
+        description="Init-container image of kubernetes-runner Jobs (cratekeeper and git).",
+    )
     docker_network: str = Field(
         default="bridge", description="Network mode of docker-runner containers (e.g. host)."
     )
     kubeconfig: Path | None = Field(
         default=None,
-        description="Management-cluster kubeconfig for `run` (in-cluster or $KUBECONFIG if unset).",
+        description="Management-cluster kubeconfig for `run` (in-cluster config if unset).",
     )
     namespaces: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -7,11 +7,13 @@ import logging
 
 from controller.api.spec import WorkspaceSpec
 from controller.errors import CratekeeperError
+from controller.kube import Kube
 from controller.operator import run_operator
 from controller.operator.main import local_runner
 from controller.operator.worker import RunnerFactory
 from controller.runners.base import Runner
 from controller.runners.docker import DockerRunner
+from controller.runners.kubernetes import LABEL_WORKSPACE, KubernetesRunner
 from controller.settings import Settings, load_settings
 
 
@@ -26,7 +28,20 @@ def runner_factory(settings: Settings) -> RunnerFactory:
             return DockerRunner(image, network_mode=settings.docker_network)
 
         return docker
-    raise CratekeeperError(f"runner {settings.runner!r} is not available in this build")
+    kube = Kube.connect(settings.kubeconfig)  # KubeError (a CratekeeperError) when it cannot
+
+    def kubernetes(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
+        return KubernetesRunner.for_workspace(
+            kube,
+            namespace,
+            spec,
+            default_image=settings.execution_image,
+            prepare_image=settings.prepare_image,
+            insecure_registries=settings.insecure_registries,
+            labels={LABEL_WORKSPACE: name},
+        )
+
+    return kubernetes
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

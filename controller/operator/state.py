@@ -12,6 +12,7 @@ from controller.api.spec import GROUP
 from controller.operator.kubeapi import KubeApi
 from controller.operator.webhook import TOKEN_KEY
 from controller.operator.worker import EventSink, Shared, WorkspaceWorker
+from controller.runners.kubernetes import MANAGED_BY, label_value
 
 WEBHOOK_SECRET_ANNOTATION = f"{GROUP}/webhook-secret"
 WORKSPACE_LABEL = f"{GROUP}/workspace"
@@ -21,7 +22,7 @@ Key = tuple[str, str]
 
 def cleanup_selector(name: str) -> str:
     """The label selector of the Jobs and Secrets runs make for Workspace ``name``."""
-    return f"{WORKSPACE_LABEL}={name}"
+    return f"{MANAGED_BY}=cratekeeper,{WORKSPACE_LABEL}={label_value(name)}"
 
 
 class OperatorState:

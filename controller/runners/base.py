@@ -206,20 +206,38 @@ class LogTail:
         return tuple(self._lines)
 
 
-def read_events(path: Path) -> tuple[TaskCounts, str | None]:
-    """Counts from the callback's stats line, and the first failed task's name."""
+_COUNT_FIELDS = tuple(TaskCounts.__dataclass_fields__)
+
+
+def parse_events(text: str) -> tuple[TaskCounts, str | None]:
+    """Counts from the callback's stats line, and the first failed task's name.
+
+    ``text`` is JSON lines of the ``cratekeeper_events`` callback: the whole events file (local
+    and docker runners) or the two lines the kubernetes runner's pod copies into its termination
+    message. Lines that are not such events are skipped, not errors: the kubelet keeps a
+    termination message from its end, so its first line may be cut, and the text comes from the
+    action's own container. The last stats line wins.
+    """
     counts, failed_task = TaskCounts(), None
-    if not path.is_file():
-        return counts, None
-    for raw in path.read_text(encoding="utf-8").splitlines():
+    for raw in text.splitlines():
         try:
             event = json.loads(raw)
-        except json.JSONDecodeError:
+        except ValueError:
+            continue
+        if not isinstance(event, dict):
             continue
         if event.get("event") == "task" and event.get("status") == "failed" and not failed_task:
             failed_task = str(event.get("task"))
         if event.get("event") == "stats":
-            counts = TaskCounts(
-                **{k: int(event.get(k, 0)) for k in TaskCounts.__dataclass_fields__}
-            )
+            try:
+                counts = TaskCounts(**{k: int(event.get(k, 0)) for k in _COUNT_FIELDS})
+            except (TypeError, ValueError):
+                continue
     return counts, failed_task
+
+
+def read_events(path: Path) -> tuple[TaskCounts, str | None]:
+    """:func:`parse_events` of the events file; no file (the playbook never started): zeros."""
+    if not path.is_file():
+        return TaskCounts(), None
+    return parse_events(path.read_text(encoding="utf-8", errors="replace"))

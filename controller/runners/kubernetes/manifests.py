@@ -1,0 +1,370 @@
+"""Pure builders of the ``kubernetes`` runner: names, labels, and the Job and Secret manifests.
+
+Nothing here talks to a cluster: each function takes values (an :class:`ActionRequest`, the
+pod's knobs, where the workspace comes from) and returns names or manifests (dicts), so they are
+tested as plain data. :mod:`controller.runners.kubernetes.runner` sends what they make. The
+layout they describe (volumes, containers, the order Job → Secret → resume) is written up in
+docs/kubernetes-runner.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.kube import Job
+from controller.runners.base import (
+    ActionRequest,
+    RunStatus,
+    action_env,
+    ansible_command,
+    snapshot_yaml,
+)
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_WORKSPACE = "cratekeeper.dev/workspace"
+LABEL_BLOCK = "cratekeeper.dev/block"
+LABEL_ACTION = "cratekeeper.dev/action"
+LABEL_REVISION = "cratekeeper.dev/revision"
+LABEL_JOB = "cratekeeper.dev/job"
+ANNOTATION_COMMIT = "cratekeeper.dev/commit"
+ANNOTATION_BLOCK_REF = "cratekeeper.dev/block-ref"
+
+PREPARE = "prepare"
+MAIN = "ansible"
+RUN_AS = 65532  # the "nonroot" user of distroless images; any non-zero uid works
+WORKSPACE_DIR = "/workspace"
+HOME_DIR = "/home/cratekeeper"
+TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir private to the pod
+TOOLS_DIR = "/opt/cratekeeper"
+RUN_DIR = "/run/cratekeeper"  # the run's Secret: kubeconfig and snapshot.yml (tmpfs)
+GIT_AUTH_DIR = "/etc/cratekeeper/git"
+REGISTRY_AUTH_DIR = "/etc/cratekeeper/registry"
+EVENTS_FILE = f"{TMP_DIR}/cratekeeper-events.jsonl"
+TERMINATION_LOG = "/dev/termination-log"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The main container's entry point. It runs the playbook, then copies the first failed task and
+# the stats line of the callback's events into the termination message (the kubelet keeps at
+# most 4 KiB, from the end: the stats line always survives), and exits with the playbook's code.
+# Only sh, grep, head and tail are needed, so any Ansible execution image will do.
+RUN_SCRIPT = """\
+"$@"
+rc=$?
+if [ -f "$CRATEKEEPER_EVENTS_FILE" ]; then
+  { grep '"status": "failed"' "$CRATEKEEPER_EVENTS_FILE" | head -n 1
+    grep '"event": "stats"' "$CRATEKEEPER_EVENTS_FILE" | tail -n 1
+  } > "${CRATEKEEPER_TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null
+fi
+exit $rc
+"""
+
+_NAME_LIMIT = 63  # a DNS-1123 label: the Job name is also its pods' job-name label value
+_HASH_LENGTH = 10
+
+
+# --- names and labels (pure) -------------------------------------------------------------
+
+
+def _dns_part(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
+
+
+def job_name(workspace: str, commit: str, block: str, action: str) -> str:
+    """``ck-<workspace>-<block>-<action>-<hash10>``: stable, a DNS-1123 label of ≤ 63 chars.
+
+    The hash covers the four inputs exactly, so shortened or sanitised names never collide in
+    practice; the readable part is cut from its longest piece first.
+    """
+    digest = hashlib.sha256("\0".join((workspace, commit, block, action)).encode()).hexdigest()
+    parts = [p for p in map(_dns_part, (workspace, block, action)) if p]
+    room = _NAME_LIMIT - len("ck--") - _HASH_LENGTH
+    while parts and len("-".join(parts)) > room:
+        longest = max(range(len(parts)), key=lambda i: len(parts[i]))
+        parts[longest] = parts[longest][:-1].rstrip("-")
+        parts = [p for p in parts if p]
+    return "-".join(["ck", *parts, digest[:_HASH_LENGTH]])
+
+
+def label_value(text: str) -> str:
+    """``text`` as a valid label value (≤ 63 of ``[A-Za-z0-9_.-]``, alphanumeric at both ends)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
+
+
+def run_labels(request: ActionRequest) -> dict[str, str]:
+    """The labels of a run's Job, pod and Secret (values shortened; annotations keep it all)."""
+    return {
+        MANAGED_BY: "cratekeeper",
+        LABEL_WORKSPACE: label_value(request.workspace),
+        LABEL_BLOCK: label_value(request.block),
+        LABEL_ACTION: label_value(request.action),
+        LABEL_REVISION: request.revision[:12],
+    }
+
+
+def run_annotations(request: ActionRequest) -> dict[str, str]:
+    """The annotations of a run's Job, pod and Secret: its exact inputs, unshortened."""
+    return {ANNOTATION_COMMIT: request.revision, ANNOTATION_BLOCK_REF: str(request.ref)}
+
+
+RESERVED_LABELS = frozenset({MANAGED_BY, LABEL_JOB})
+"""Labels the runner relies on (adoption, finding the pod): callers may not set them."""
+
+
+def extra_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """Caller's labels for a run's objects, values made valid (:func:`label_value`).
+
+    They are merged over :func:`run_labels`, so they may replace e.g. ``cratekeeper.dev/workspace``
+    (the operator sets it to the Workspace object's name), but not :data:`RESERVED_LABELS`.
+    """
+    reserved = sorted(RESERVED_LABELS.intersection(labels))
+    if reserved:
+        raise ValueError(f"the kubernetes runner sets {', '.join(reserved)} itself")
+    return {key: label_value(value) for key, value in labels.items()}
+
+
+# --- manifests (pure) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkspaceSource:
+    """Where the pod fetches from: the Workspace's ``spec.source`` and ``spec.registry``."""
+
+    url: str
+    path: str = ""
+    git_secret: str | None = None
+    """Secret with ``username``/``password`` or ``identity``/``known_hosts`` (Flux's keys)."""
+    registry_secret: str | None = None
+    """Secret of type ``kubernetes.io/dockerconfigjson`` (key ``.dockerconfigjson``)."""
+
+
+@dataclass(frozen=True)
+class PodOptions:
+    """The pod-level knobs: images, service account, resources, lifetime."""
+
+    image: str
+    """The Ansible execution image (the main container)."""
+    prepare_image: str
+    """An image with cratekeeper and git (the init container)."""
+    service_account_name: str | None = None
+    resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    ttl_seconds_after_finished: int = 3600
+    insecure_registries: tuple[str, ...] = ()
+    path: str = DEFAULT_PATH
+    """``PATH`` of the main container (action_env replaces the image's environment)."""
+
+
+def secret_data(request: ActionRequest) -> dict[str, str]:
+    """The run's Secret ``data``: the decrypted kubeconfig and the extra-vars snapshot."""
+    return {
+        "kubeconfig": base64.b64encode(request.kubeconfig).decode(),
+        "snapshot.yml": base64.b64encode(snapshot_yaml(request).encode()).decode(),
+    }
+
+
+def secret_manifest(
+    request: ActionRequest, owner: Job, *, labels: Mapping[str, str] = {}
+) -> dict[str, Any]:
+    """The run's Secret, owned by its Job so that it is collected with it.
+
+    ``labels`` (see :func:`extra_labels`) are merged over :func:`run_labels`, as on the Job.
+    """
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": owner.name,
+            "labels": {**run_labels(request), **labels, LABEL_JOB: owner.name},
+            "annotations": run_annotations(request),
+            "ownerReferences": [
+                {
+                    "apiVersion": "batch/v1",
+                    "kind": "Job",
+                    "name": owner.name,
+                    "uid": owner.uid,
+                    "controller": True,
+                }
+            ],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "data": secret_data(request),
+    }
+
+
+def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOptions) -> list[str]:
+    """The init container's arguments to ``python -m controller.runners.prepare``."""
+    args = [
+        *("--repo", source.url, "--commit", request.revision, "--path", source.path),
+        *("--block", str(request.ref), "--dest", WORKSPACE_DIR, "--tools", TOOLS_DIR),
+        *("--cache", f"{TMP_DIR}/cache", "--termination-log", TERMINATION_LOG),
+    ]
+    if source.git_secret:
+        args += ["--git-auth", GIT_AUTH_DIR]
+    if source.registry_secret:
+        args += ["--docker-config", f"{REGISTRY_AUTH_DIR}/config.json"]
+    for host in options.insecure_registries:
+        args += ["--insecure-registry", host]
+    return args
+
+
+def main_env(request: ActionRequest, options: PodOptions) -> dict[str, str]:
+    """The main container's environment: the local runner's, with the pod's paths."""
+    env = action_env(
+        request,
+        kubeconfig=f"{RUN_DIR}/kubeconfig",
+        home=HOME_DIR,
+        events_file=EVENTS_FILE,
+        path=options.path,
+    )
+    env["ANSIBLE_CALLBACK_PLUGINS"] = f"{TOOLS_DIR}/callback_plugins"
+    if "ANSIBLE_INVENTORY" in env:  # action_env checked the controller's copy of the workspace
+        env["ANSIBLE_INVENTORY"] = f"{WORKSPACE_DIR}/inventory.yml"
+    return env
+
+
+def _security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _mount(name: str, path: str, *, read_only: bool = False) -> dict[str, Any]:
+    return {"name": name, "mountPath": path, "readOnly": read_only}
+
+
+def _env_list(env: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"name": key, "value": value} for key, value in sorted(env.items())]
+
+
+def job_manifest(
+    request: ActionRequest,
+    name: str,
+    options: PodOptions,
+    source: WorkspaceSource,
+    *,
+    labels: Mapping[str, str] = {},
+) -> dict[str, Any]:
+    """The run's Job, created suspended: the runner resumes it once its Secret exists.
+
+    ``labels`` (see :func:`extra_labels`) are merged over :func:`run_labels` on the Job and its
+    pod; the pod also gets :data:`LABEL_JOB`, by which the runner finds it.
+    """
+    resources = {k: dict(v) for k, v in options.resources.items() if v}
+    common = {
+        "securityContext": _security_context(),
+        "resources": resources,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+    }
+    scratch = [_mount("tmp", TMP_DIR), _mount("home", HOME_DIR)]
+    prepare_mounts = [*scratch, _mount("workspace", WORKSPACE_DIR), _mount("tools", TOOLS_DIR)]
+    volumes: list[dict[str, Any]] = [
+        {"name": "workspace", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "home", "emptyDir": {}},
+        {"name": "tools", "emptyDir": {}},
+        # Secret volumes are tmpfs: the decrypted kubeconfig never touches the node's disk.
+        {"name": "run", "secret": {"secretName": name, "defaultMode": 0o440}},
+    ]
+    if source.git_secret:
+        prepare_mounts.append(_mount("git-auth", GIT_AUTH_DIR, read_only=True))
+        volumes.append(
+            {"name": "git-auth", "secret": {"secretName": source.git_secret, "defaultMode": 0o440}}
+        )
+    if source.registry_secret:
+        prepare_mounts.append(_mount("registry-auth", REGISTRY_AUTH_DIR, read_only=True))
+        volumes.append(
+            {
+                "name": "registry-auth",
+                "secret": {
+                    "secretName": source.registry_secret,
+                    "defaultMode": 0o440,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
+    prepare = {
+        "name": PREPARE,
+        "image": options.prepare_image,
+        "command": ["python", "-m", "controller.runners.prepare"],
+        "args": prepare_args(request, source, options),
+        "workingDir": TMP_DIR,
+        "env": _env_list({"HOME": HOME_DIR, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}),
+        "volumeMounts": prepare_mounts,
+        **common,
+    }
+    main = {
+        "name": MAIN,
+        "image": options.image,
+        "command": ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run"],
+        "args": ansible_command("ansible-playbook", request, f"{RUN_DIR}/snapshot.yml"),
+        "workingDir": WORKSPACE_DIR,
+        "env": _env_list(main_env(request, options)),
+        "volumeMounts": [
+            *scratch,
+            _mount("workspace", WORKSPACE_DIR),
+            _mount("tools", TOOLS_DIR, read_only=True),
+            _mount("run", RUN_DIR, read_only=True),
+        ],
+        **common,
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": options.service_account_name is not None,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 10,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [prepare],
+        "containers": [main],
+        "volumes": volumes,
+    }
+    if options.service_account_name:
+        pod_spec["serviceAccountName"] = options.service_account_name
+    labels, annotations = {**run_labels(request), **labels}, run_annotations(request)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        "spec": {
+            "suspend": True,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": max(1, math.ceil(request.timeout)),
+            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+            "template": {
+                "metadata": {"labels": {**labels, LABEL_JOB: name}, "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+# --- reading results (pure) --------------------------------------------------------------
+
+
+def job_outcome(job: Job) -> RunStatus | None:
+    """How a Job ended, from its conditions; None while it runs."""
+    failed = job.condition("Failed")
+    if failed is not None:
+        return "timedOut" if failed.reason == "DeadlineExceeded" else "failed"
+    if job.condition("Complete") is not None:
+        return "succeeded"
+    return None

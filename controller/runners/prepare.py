@@ -1,0 +1,151 @@
+"""The init step of a ``kubernetes`` run: ``python -m controller.runners.prepare``.
+
+It runs as the init container of the run's pod (docs/kubernetes-runner.md) and lays out the
+workspace exactly as the controller does for the local runner: the workspace at the commit
+(:func:`controller.source.fetch` of ``GitRef.commit`` + ``GitTree.export``), the block at the
+digest under ``blocks/<registry-path>/`` (:func:`controller.registry.pull_block`, which verifies
+the digest), and the ``cratekeeper_events`` Ansible callback for the main container, whose image
+need not contain cratekeeper. A failure is printed and written to the termination message, so
+the controller reports it without scraping the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.errors import CratekeeperError, RunError
+from controller.refs import BlockRef
+from controller.registry import (
+    DockerConfig,
+    PulledBlock,
+    RegistryClient,
+    RegistryOptions,
+    pull_block,
+)
+from controller.runners.base import CALLBACK_DIR
+from controller.source import GitAuth, GitRef, fetch
+
+CALLBACK_FILE = "cratekeeper_events.py"
+MESSAGE_LIMIT = 4096  # the kubelet keeps at most this much of a termination message
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What to lay out where, and with which credentials (all files, mounted from Secrets)."""
+
+    repo: str
+    commit: str
+    block: BlockRef
+    dest: Path
+    cache: Path
+    path: str = ""
+    tools: Path | None = None
+    git_auth: Path | None = None
+    docker_config: Path | None = None
+    insecure_registries: tuple[str, ...] = ()
+
+
+def prepare(options: PrepareOptions) -> PulledBlock:
+    """Export the workspace at the commit into ``dest`` and pull the block by its digest."""
+    if options.block.digest is None:
+        raise RunError(
+            f"--block {options.block} has no digest; pass REF@sha256:DIGEST so the pod runs "
+            "exactly the block the controller planned"
+        )
+    auth = GitAuth.from_directory(options.git_auth) if options.git_auth else None
+    revision = fetch(
+        options.repo,
+        GitRef.commit(options.commit),
+        options.cache / "git",
+        subpath=options.path,
+        auth=auth,
+    )
+    revision.tree.export(options.dest)
+    docker_config = DockerConfig.from_file(options.docker_config) if options.docker_config else None
+    client = RegistryClient(
+        RegistryOptions(
+            insecure_registries=options.insecure_registries,
+            docker_config=docker_config,
+            cache_dir=options.cache / "registry",
+        )
+    )
+    pulled = pull_block(options.block, options.dest, client=client)
+    if options.tools is not None:
+        install_callback(options.tools)
+    return pulled
+
+
+def install_callback(tools: Path) -> Path:
+    """Copy the ``cratekeeper_events`` callback to ``<tools>/callback_plugins/``; return it."""
+    target = tools / "callback_plugins"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(CALLBACK_DIR / CALLBACK_FILE, target / CALLBACK_FILE)
+    return target
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m controller.runners.prepare",
+        description="Lay out a workspace at a commit and a block at a digest for one run.",
+    )
+    parser.add_argument("--repo", required=True, help="Git URL of the workspace repository")
+    parser.add_argument("--commit", required=True, help="full commit SHA to export")
+    parser.add_argument("--path", default="", help="the workspace's folder in the repository")
+    parser.add_argument("--block", required=True, help="REGISTRY/PATH:TAG@sha256:DIGEST")
+    parser.add_argument("--dest", required=True, type=Path, help="where to lay it out")
+    parser.add_argument("--cache", type=Path, help="Git and blob cache (default: DEST/../cache)")
+    parser.add_argument("--tools", type=Path, help="where to put the Ansible callback")
+    parser.add_argument("--git-auth", type=Path, help="directory of the Git credential files")
+    parser.add_argument("--docker-config", type=Path, help="docker config JSON for registries")
+    parser.add_argument(
+        "--insecure-registry", action="append", default=[], help="host[:port] over plain HTTP"
+    )
+    parser.add_argument("--termination-log", type=Path, help="write a failure message here")
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> PrepareOptions:
+    """The parsed command line as options (the block reference is checked here)."""
+    return PrepareOptions(
+        repo=args.repo,
+        commit=args.commit,
+        block=BlockRef.parse(args.block),
+        dest=args.dest,
+        cache=args.cache or args.dest.parent / "cache",
+        path=args.path,
+        tools=args.tools,
+        git_auth=args.git_auth,
+        docker_config=args.docker_config,
+        insecure_registries=tuple(args.insecure_registry),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the step; 0 on success, 1 with the reason on stderr and in the termination log."""
+    args = _parser().parse_args(argv)
+    termination_log: Path | None = args.termination_log
+    try:
+        options = options_from(args)
+        pulled = prepare(options)
+    except CratekeeperError as exc:
+        message = f"{exc.reason}: {exc}"
+        print(f"cratekeeper prepare: {message}", file=sys.stderr)
+        if termination_log is not None:
+            with contextlib.suppress(OSError):
+                termination_log.write_bytes(message.encode()[:MESSAGE_LIMIT])
+        return 1
+    print(
+        f"cratekeeper prepare: workspace at {options.commit[:12]} and {pulled.ref} "
+        f"ready in {options.dest}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
