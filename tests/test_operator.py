@@ -642,13 +642,16 @@ def test_suspend_stops_runs_and_delete_removes_what_runs_left(
     tmp_path: Path,
 ) -> None:
     staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
-    labels = {"cratekeeper.dev/workspace": "ws"}
+    # What the kubernetes runner writes on its Jobs and Secrets; "not-ours" lacks managed-by.
+    labels = {"cratekeeper.dev/workspace": "ws", "app.kubernetes.io/managed-by": "cratekeeper"}
     job = {"metadata": {"name": "ws-run", "labels": labels}, "spec": {"template": {}}}
     kube_emulator.create("batch/v1/jobs", job, namespace)
     kube_emulator.create(
         "v1/secrets", {"metadata": {"name": "ws-kube", "labels": labels}}, namespace
     )
     kube_emulator.create("v1/secrets", {"metadata": {"name": "other"}}, namespace)
+    not_ours = {"name": "not-ours", "labels": {"cratekeeper.dev/workspace": "ws"}}
+    kube_emulator.create("v1/secrets", {"metadata": not_ours}, namespace)
     suspended = workspace("ws", staging.url)
     suspended["spec"]["suspend"] = True
 
@@ -673,3 +676,4 @@ def test_suspend_stops_runs_and_delete_removes_what_runs_left(
     assert kube_emulator.get("batch/v1/jobs", "ws-run", namespace=namespace) is None
     assert kube_emulator.get("v1/secrets", "ws-kube", namespace=namespace) is None
     assert kube_emulator.get("v1/secrets", "other", namespace=namespace) is not None
+    assert kube_emulator.get("v1/secrets", "not-ours", namespace=namespace) is not None
