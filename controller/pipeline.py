@@ -3,6 +3,11 @@
 :func:`reconcile` takes a resolved :class:`~controller.source.Revision` and the current status
 and returns what happened; :func:`controller.status.record` turns that into the next status.
 Blocking work (Git export, registry I/O) runs in threads so the operator's loop never blocks.
+
+An action's config is block.poly defaults < the instance's config < its ``secrets.poly`` entry
+(DESIGN §2). Secret values go to the runner twice: in the extra-vars, and as the values it
+redacts from the log; the messages built here are redacted with them too (Ansible templates
+task names, so a failed task's name may hold one).
 """
 
 from __future__ import annotations
@@ -17,14 +22,21 @@ from typing import Any
 
 from controller.api.status import WorkspaceStatus
 from controller.errors import CratekeeperError, RunError
-from controller.plan import AppliedBlock, Plan, Run, deep_merge, plan
+from controller.plan import AppliedBlock, Plan, Run, SecretConfigs, deep_merge, plan
 from controller.refs import BlockRef
 from controller.registry import PulledBlock, RegistryClient, pull_block
-from controller.runners.base import ActionRequest, OutputHandler, Runner
-from controller.secrets import AgeKeys, read_kubeconfig
-from controller.source import GitTree, Revision
+from controller.runners.base import ActionRequest, OutputHandler, Runner, redact, redactions
+from controller.secrets import (
+    AgeKeys,
+    config_hash_key,
+    read_kubeconfig,
+    read_secrets_poly,
+    secret_values,
+)
+from controller.source import GitRef, GitTree, Revision
 from controller.status import ReconcileOutcome, RunOutcome, applied_blocks
-from controller.workspace import WorkspaceFile, load_workspace
+from controller.tree import Tree
+from controller.workspace import SecretsFile, WorkspaceFile, load_workspace, parse_secrets
 
 Progress = Callable[[str], None]
 UNINSTALL = "uninstall"
@@ -41,6 +53,29 @@ class PipelineContext:
     timeout: float = 1800.0
     work_dir: Path | None = None
     on_output: OutputHandler | None = None
+    ref: str | None = None
+    """The source ref this revision was fetched for (:func:`ref_label`), or ``None`` for a
+    local checkout; recorded as ``lastAppliedRef`` when the revision is applied."""
+
+
+def ref_label(ref: GitRef) -> str:
+    """``branch:main``, ``tag:v1`` or ``commit:<sha>``: the ref as ``lastAppliedRef`` keeps it.
+
+    The last applied commit guards against rewritten history only while the ref is the same:
+    a fetch of another branch passes ``previous=None`` (see :func:`previous_revision`).
+    """
+    return f"{ref.kind.value}:{ref.name}"
+
+
+def previous_revision(status: WorkspaceStatus, ref: GitRef) -> str | None:
+    """The commit ``ref``'s next commit must descend from: the last applied one while the ref
+    is the one it was applied from; ``None`` after a switch (another branch is not a
+    force-push) or when that ref is unknown (a local checkout was applied, or the status
+    predates ``lastAppliedRef``: refusing then would keep a Workspace that already switched
+    refs stuck; the next success or no-op records the ref)."""
+    if status.last_applied_ref != ref_label(ref):
+        return None
+    return status.last_applied_revision
 
 
 def _now() -> datetime:
@@ -75,6 +110,7 @@ async def reconcile(
             action=ctx.action,
             started=started,
             finished=_now(),
+            ref=ctx.ref,
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -84,18 +120,22 @@ async def reconcile(
     try:
         ws = await asyncio.to_thread(load_workspace, revision.tree)
         kubeconfig = await asyncio.to_thread(read_kubeconfig, revision.tree, ctx.keys)
+        found = await asyncio.to_thread(load_secrets, revision.tree, ws, ctx.keys)
         digests = await asyncio.to_thread(_resolve_digests, ws, ctx.registry)
     except CratekeeperError as exc:
         progress(f"revision {revision.sha[:12]}: {exc.reason}: {exc}")
         return outcome(error=exc)
-    the_plan = plan(ws, applied_blocks(status), action=ctx.action, digests=digests)
+    secrets = SecretConfigs(
+        found.block_configs() if found else {}, config_hash_key(kubeconfig) if found else b""
+    )
+    the_plan = plan(ws, applied_blocks(status), action=ctx.action, digests=digests, secrets=secrets)
     if the_plan.empty:
         progress(f"revision {revision.sha[:12]}: every block is up to date")
         return outcome()
     with tempfile.TemporaryDirectory(prefix="cratekeeper-ws-", dir=ctx.work_dir) as tmp:
         root = Path(tmp)
         await asyncio.to_thread(revision.tree.export, root)
-        here = _Here(ws, root, kubeconfig, revision, ctx, progress)
+        here = _Here(ws, root, kubeconfig, secrets, revision, ctx, progress)
         runs, removed_failed = await _execute(the_plan, here, status)
     return outcome(runs=runs, removed=the_plan.removed, removed_failed=tuple(removed_failed))
 
@@ -107,6 +147,7 @@ class _Here:
     ws: WorkspaceFile
     root: Path
     kubeconfig: bytes = field(repr=False)
+    secrets: SecretConfigs = field(repr=False)
     revision: Revision
     ctx: PipelineContext
     progress: Progress
@@ -124,23 +165,43 @@ async def _execute(
             return done, [a.name for a in the_plan.removed]
     failed_removals = []
     if the_plan.removed:
-        previous = await asyncio.to_thread(_previous_workspace, here.revision, status)
+        previous, secrets = await asyncio.to_thread(
+            _previous_workspace, here.revision, status, here.ctx.keys
+        )
         for gone in the_plan.removed:
             config = _instance_config(previous, gone.name)
-            if not await _uninstall(gone, config, here):
+            secret = secrets.block_config(gone.name) if secrets else {}
+            if not await _uninstall(gone, config, secret, here):
                 failed_removals.append(gone.name)
     return done, failed_removals
 
 
-def _previous_workspace(revision: Revision, status: WorkspaceStatus) -> WorkspaceFile | None:
-    """The workspace as last applied (for a removed block's config), if Git still has it."""
+def load_secrets(tree: Tree, ws: WorkspaceFile, keys: AgeKeys) -> SecretsFile | None:
+    """The workspace's secrets.poly (``secrets.poly.age`` decrypted in memory), if it has one."""
+    found = read_secrets_poly(tree, keys)
+    if found is None:
+        return None
+    file, text = found
+    return parse_secrets(text, file, ws)
+
+
+def _previous_workspace(
+    revision: Revision, status: WorkspaceStatus, keys: AgeKeys
+) -> tuple[WorkspaceFile | None, SecretsFile | None]:
+    """The workspace and its secrets as last applied (for a removed block's config), if Git
+    still has them."""
     if not status.last_applied_revision:
-        return None
+        return None, None
     tree = revision.tree
+    old = GitTree(tree.git_dir, status.last_applied_revision, tree.subpath)
     try:
-        return load_workspace(GitTree(tree.git_dir, status.last_applied_revision, tree.subpath))
+        ws = load_workspace(old)
     except CratekeeperError:
-        return None
+        return None, None
+    try:
+        return ws, load_secrets(old, ws, keys)
+    except CratekeeperError:
+        return ws, None
 
 
 def _instance_config(ws: WorkspaceFile | None, name: str) -> dict[str, Any]:
@@ -151,18 +212,22 @@ def _instance_config(ws: WorkspaceFile | None, name: str) -> dict[str, Any]:
 async def _run_one(run: Run, here: _Here) -> RunOutcome:
     label = f"{run.block} ({run.from_ or 'new'} -> {run.to}, {run.reason})"
     here.progress(f"pulling {run.ref}")
+    secret = here.secrets.of(run.block)
+    hide = secret_values(secret)
     try:
         pulled = await asyncio.to_thread(pull_block, run.ref, here.root, client=here.ctx.registry)
-        request = _request(pulled, run.block, run.action, run.instance.config, here)
+        request = _request(pulled, run.block, run.action, run.instance.config, secret, here)
     except CratekeeperError as exc:
-        here.progress(f"{label}: {exc.reason}: {exc}")
-        return RunOutcome(run, "failed", None, _now(), message=f"{run.block}: {exc}")
+        here.progress(f"{label}: {exc.reason}: {redact(str(exc), hide)}")
+        return RunOutcome(run, "failed", None, _now(), message=redact(f"{run.block}: {exc}", hide))
+    hide = tuple(sorted(set(redactions(request)), key=len, reverse=True))  # longest first
     here.progress(f"running {run.block} {run.action} {label}")
     try:
         result = await here.ctx.runner.run(request, here.ctx.on_output)
     except CratekeeperError as exc:  # the runner could not run it (API refused, no engine...)
-        here.progress(f"{label}: {exc.reason}: {exc}")
-        return RunOutcome(run, "failed", pulled.digest, _now(), message=f"{run.block}: {exc}")
+        message = redact(f"{run.block}: {exc}", hide)
+        here.progress(f"{label}: {exc.reason}: {message}")
+        return RunOutcome(run, "failed", pulled.digest, _now(), message=message)
     elapsed = (result.finished - result.started).total_seconds()
     counts = result.counts
     here.progress(
@@ -176,13 +241,20 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
         else:  # it never reached a task: the log says why (redacted)
             last = next((line for line in reversed(result.log_tail) if line.strip()), "")
             where = f" (exit code {result.exit_code}): {last.strip()[:300]}"
-        message = f"{run.block} {run.action} {result.status}{where}"
+        # A task name is templated by Ansible, so it may hold a secret too.
+        message = redact(f"{run.block} {run.action} {result.status}{where}", hide)
     return RunOutcome(run, result.status, pulled.digest, result.finished, result.job_name, message)
 
 
 def _request(
-    pulled: PulledBlock, block: str, action: str, config: Mapping[str, Any], here: _Here
+    pulled: PulledBlock,
+    block: str,
+    action: str,
+    config: Mapping[str, Any],
+    secret: Mapping[str, Any],
+    here: _Here,
 ) -> ActionRequest:
+    """The run of ``action``; its config is block defaults < instance config < secrets."""
     spec = pulled.block.action(action)
     if spec is None:
         known = ", ".join(a.name for a in pulled.block.actions) or "none"
@@ -198,14 +270,17 @@ def _request(
         ref=pulled.ref,
         action=action,
         playbook=spec.playbook,
-        config=deep_merge(pulled.block.config, config),
+        config=deep_merge(pulled.block.config, deep_merge(config, secret)),
         workspace_dir=here.root,
         kubeconfig=here.kubeconfig,
         timeout=here.ctx.timeout,
+        secrets=secret_values(secret),
     )
 
 
-async def _uninstall(gone: AppliedBlock, config: Mapping[str, Any], here: _Here) -> bool:
+async def _uninstall(
+    gone: AppliedBlock, config: Mapping[str, Any], secret: Mapping[str, Any], here: _Here
+) -> bool:
     """Run the removed block's ``uninstall`` action when it has one; True when done."""
     ref = BlockRef.parse(gone.from_)
     try:
@@ -217,11 +292,11 @@ async def _uninstall(gone: AppliedBlock, config: Mapping[str, Any], here: _Here)
         here.progress(f"{gone.name} was removed; its block has no uninstall action")
         return True
     here.progress(f"{gone.name} was removed: running uninstall of {ref}")
-    request = _request(pulled, gone.name, UNINSTALL, config, here)
+    request = _request(pulled, gone.name, UNINSTALL, config, secret, here)
     try:
         result = await here.ctx.runner.run(request, here.ctx.on_output)
     except CratekeeperError as exc:
-        here.progress(f"{gone.name} uninstall could not run: {exc}")
+        here.progress(f"{gone.name} uninstall could not run: {redact(str(exc), request.secrets)}")
         return False
     here.progress(f"{gone.name} uninstall: {result.status}")
     return result.succeeded

@@ -4,16 +4,21 @@
 is new, its pinned version (the ``from:`` tag or path) changed, its digest changed (the tag was
 re-pushed, or the ``@sha256:`` pin moved), or its config changed. Runs keep workspace order.
 
-The config hash covers the instance's own config (what the workspace controls). The block's
-defaults need no hash: they are fixed by the block's version and digest, already compared.
+The config hash covers the instance's own config (what the workspace controls) and its secret
+config from ``secrets.poly``. The block's defaults need no hash: they are fixed by the block's
+version and digest, already compared. Without secrets the hash is ``sha256:`` of the config's
+canonical JSON; with secrets it is ``hmac-sha256:``, keyed by a key derived from the decrypted
+kubeconfig (:func:`controller.secrets.config_hash_key` says why), so the status never holds a
+plain hash that a guessed secret could be checked against.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controller.refs import BlockRef, is_downgrade
@@ -30,6 +35,18 @@ class AppliedBlock:
     from_: str
     digest: str | None
     config_hash: str
+
+
+@dataclass(frozen=True)
+class SecretConfigs:
+    """Each instance's secret config (``secrets.poly``) and the key of hashes that cover it."""
+
+    configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+    key: bytes = field(default=b"", repr=False)
+
+    def of(self, name: str) -> Mapping[str, Any]:
+        """The secret config of instance ``name`` (empty when it has none)."""
+        return self.configs.get(name) or {}
 
 
 @dataclass(frozen=True)
@@ -68,9 +85,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def config_hash(config: Mapping[str, Any]) -> str:
-    """Stable hash of a config mapping: ``sha256:`` + hex of its canonical JSON."""
-    return "sha256:" + hashlib.sha256(canonical_json(dict(config)).encode()).hexdigest()
+def config_hash(
+    config: Mapping[str, Any], secrets: Mapping[str, Any] | None = None, key: bytes = b""
+) -> str:
+    """Stable hash of an instance's config: ``sha256:`` + hex of its canonical JSON; with
+    ``secrets``, ``hmac-sha256:`` + hex of the HMAC of both under ``key`` (which must be set)."""
+    if not secrets:
+        return "sha256:" + hashlib.sha256(canonical_json(dict(config)).encode()).hexdigest()
+    if not key:
+        raise ValueError("a config hash that covers secrets needs a key")
+    both = canonical_json({"config": dict(config), "secrets": dict(secrets)}).encode()
+    return "hmac-sha256:" + hmac.new(key, both, hashlib.sha256).hexdigest()
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,19 +137,21 @@ def plan(
     *,
     action: str = "deploy",
     digests: Mapping[str, str] | None = None,
+    secrets: SecretConfigs | None = None,
 ) -> Plan:
     """The runs that bring the cluster from ``applied`` to ``workspace``, in workspace order.
 
     ``digests`` maps instance names to resolved manifest digests when they are known (after
     resolving tags in the registry); without them, digest changes are detected only when the
-    ``from:`` pins a digest.
+    ``from:`` pins a digest. ``secrets`` (from ``secrets.poly``) count as config.
     """
     by_name = {a.name: a for a in applied}
     digests = digests or {}
+    secrets = secrets or SecretConfigs()
     runs = []
     for instance in workspace.blocks:
         before = by_name.get(instance.name)
-        chash = config_hash(instance.config)
+        chash = config_hash(instance.config, secrets.of(instance.name), secrets.key)
         digest = digests.get(instance.name) or instance.from_.digest
         reason = _reason(instance, before, digest, chash)
         if reason is None:

@@ -1,17 +1,34 @@
-"""The kubeconfig rule and age decryption (DESIGN §1, §2).
+"""The kubeconfig rule, ``secrets.poly`` and age decryption (DESIGN §1, §2).
 
 A workspace manages exactly one cluster, so it holds exactly one kubeconfig, at
 ``artifacts/secrets/kubeconfig.yml`` or, age-encrypted, ``artifacts/secrets/kubeconfig.yml.age``.
 None, both, or any other kubeconfig-looking file is an error, never a guess.
 
+Secret block config lives next to ``workspace.poly`` in ``secrets.poly`` or, age-encrypted with
+the same identities, ``secrets.poly.age`` (at most one of them). This module finds and decrypts
+it; :func:`controller.workspace.check_secrets` parses the text.
+
 Plaintext only ever lives in memory here and, for a run, in a 0600 file on a memory-backed
 filesystem when one exists (``/dev/shm``), removed when the run ends. No message in this
 module ever includes file contents.
+
+The config hash key: a block whose secret config changed must run again, so the status records
+a hash that covers the secrets. A plain SHA-256 of a low-entropy secret (a short password) is
+reversed by guessing, by anyone who may read the Workspace status; so that hash is an HMAC
+(:func:`controller.plan.config_hash`) keyed by :func:`config_hash_key`, derived from the
+decrypted kubeconfig. That key exists in every workspace, is the same for the operator and the
+CLI, is never stored, and is secret from status readers: whoever holds the kubeconfig holds the
+cluster the secrets are deployed to (and, in an encrypted workspace, the identities that open
+secrets.poly.age too). Rotating the kubeconfig changes the key, so blocks with secrets run once
+more (reason ``config``): the price of keeping no key of our own. A kubeconfig without any
+credential (exec plugins only) makes a weaker key; its exact bytes must still be guessed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import tempfile
@@ -21,12 +38,15 @@ from pathlib import Path, PurePosixPath
 
 import pyrage
 
-from controller.errors import DecryptionError, KubeconfigError
+from controller.errors import DecryptionError, KubeconfigError, Problem, WorkspaceError
 from controller.tree import Tree
 
 KUBECONFIG = "artifacts/secrets/kubeconfig.yml"
 KUBECONFIG_AGE = KUBECONFIG + ".age"
 ENCRYPTED_MARKER = ".workspace-encrypted"
+SECRETS_POLY = "secrets.poly"
+SECRETS_POLY_AGE = SECRETS_POLY + ".age"
+_HASH_KEY_CONTEXT = b"cratekeeper config-hash key v1\0"
 
 _KUBECONFIG_NAME = re.compile(r"(kubeconfig|kube[-_.]?config)", re.IGNORECASE)
 _KUBECONFIG_CONTENT = re.compile(rb"^kind:\s*[\"']?Config[\"']?\s*$", re.MULTILINE)
@@ -155,6 +175,70 @@ def read_kubeconfig(tree: Tree, keys: AgeKeys) -> bytes:
     if location.encrypted:
         return decrypt_age(data, keys, location.path)
     return data
+
+
+def find_secrets_poly(tree: Tree) -> str | None:
+    """``secrets.poly``, ``secrets.poly.age`` or ``None``; both is a :class:`WorkspaceError`."""
+    plain = tree.read_bytes(SECRETS_POLY) is not None
+    encrypted = tree.read_bytes(SECRETS_POLY_AGE) is not None
+    if plain and encrypted:
+        raise WorkspaceError(
+            [
+                Problem(
+                    SECRETS_POLY,
+                    None,
+                    f"both {SECRETS_POLY} and {SECRETS_POLY_AGE} exist; keep exactly one "
+                    "(remove the plaintext file if the workspace is encrypted)",
+                )
+            ]
+        )
+    if encrypted:
+        return SECRETS_POLY_AGE
+    return SECRETS_POLY if plain else None
+
+
+def read_secrets_poly(tree: Tree, keys: AgeKeys) -> tuple[str, str] | None:
+    """``(file, plaintext)`` of the workspace's secrets.poly (decrypted in memory), if any."""
+    path = find_secrets_poly(tree)
+    if path is None:
+        return None
+    data = tree.read_bytes(path)
+    if data is None:  # pragma: no cover - find_secrets_poly saw it
+        raise WorkspaceError([Problem(path, None, "disappeared while reading it")])
+    if path == SECRETS_POLY_AGE:
+        data = decrypt_age(data, keys, path)
+    return path, data.decode("utf-8", errors="replace")
+
+
+def secret_values(config: object) -> tuple[str, ...]:
+    """Every scalar of a secret config as text to redact from logs (at least 4 characters).
+
+    Numbers count (a PIN is a secret too); a multi-line value also gives each of its lines,
+    since logs are redacted line by line, and its JSON-escaped form when that differs.
+    """
+    found: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, str | int | float) and not isinstance(node, bool):
+            text = str(node)
+            escaped = json.dumps(text, ensure_ascii=False)[1:-1]
+            for candidate in (text, escaped, *(ln.strip() for ln in text.splitlines())):
+                if len(candidate) >= 4:
+                    found.add(candidate)
+
+    walk(config)
+    return tuple(sorted(found, key=lambda v: (-len(v), v)))
+
+
+def config_hash_key(kubeconfig: bytes) -> bytes:
+    """The HMAC key of config hashes that cover secrets (see the module docstring)."""
+    return hashlib.sha256(_HASH_KEY_CONTEXT + kubeconfig).digest()
 
 
 def _private_dir() -> str | None:

@@ -62,6 +62,8 @@ class ReconcileOutcome:
     runs: Sequence[RunOutcome] = ()
     removed: Sequence[AppliedBlock] = ()
     removed_failed: Sequence[str] = field(default_factory=tuple)
+    ref: str | None = None
+    """The source ref the revision was fetched for (``branch:main``), None for a checkout."""
 
     @property
     def succeeded(self) -> bool:
@@ -184,6 +186,8 @@ def _record(
     new = status.model_copy(deep=True)
     new.last_fetched_revision = outcome.revision
     if outcome.up_to_date:
+        # The applied commit is what this ref points at now (the ref may have just switched).
+        new.last_applied_ref = outcome.ref
         return new
     new.last_attempted_revision = outcome.revision
     blocks = {b.name: b for b in new.blocks}
@@ -209,6 +213,7 @@ def _record(
     new.blocks = list(blocks.values())
     if outcome.succeeded:
         new.last_applied_revision = outcome.revision
+        new.last_applied_ref = outcome.ref
     if outcome.runs or outcome.error or outcome.removed:
         result: RunResultName = "Succeeded"
         if isinstance(outcome.error, WorkspaceError | KubeconfigError):

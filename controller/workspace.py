@@ -1,14 +1,19 @@
-"""The files cratekeeper reads: ``workspace.poly`` and ``block.poly`` (DESIGN §2).
+"""The files cratekeeper reads: ``workspace.poly``, ``secrets.poly`` and ``block.poly`` (DESIGN §2).
 
 Models are pydantic; parsing goes through :mod:`controller.yamldoc` so every problem is
 reported with its file and line. All problems of a file are collected, not only the first.
 Unknown keys are reported as *warnings* (Polycrate knows keys cratekeeper ignores, e.g.
 ``workflows``): they never fail validation, but they are never silently dropped either.
+
+``secrets.poly`` has the shape of ``workspace.poly`` (``blocks: [{name, config}]`` and an
+optional top-level ``config``); its problems never quote a value of the file, only keys and
+block names, because its values are secrets. Reading it (and decrypting ``secrets.poly.age``)
+is :mod:`controller.secrets`' job; this module only parses text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,6 +24,7 @@ from controller.tree import Tree, read_text
 from controller.yamldoc import YamlDoc, load_yaml
 
 WORKSPACE_FILE = "workspace.poly"
+SECRETS_FILE = "secrets.poly"
 BLOCK_FILE = "block.poly"
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
@@ -61,6 +67,37 @@ class WorkspaceFile(_Model):
     description: str = ""
     config: dict[str, Any] = Field(default_factory=dict)
     blocks: list[BlockInstance] = Field(default_factory=list)
+
+
+class SecretBlock(_Model):
+    """One entry of ``secrets.poly``'s ``blocks``: secret config of one block instance."""
+
+    name: Name = Field(description="A block instance named in workspace.poly.")
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        repr=False,
+        description="Deep-merged over the instance's workspace.poly config (secrets win).",
+    )
+
+
+class SecretsFile(_Model):
+    """``secrets.poly`` (or the decrypted ``secrets.poly.age``): config that is not in Git
+    in plaintext, merged last: block defaults < workspace.poly config < secrets.poly."""
+
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        repr=False,
+        description="Merged over workspace.poly's top-level config (which no action sees).",
+    )
+    blocks: list[SecretBlock] = Field(default_factory=list)
+
+    def block_config(self, name: str) -> dict[str, Any]:
+        """The secret config of block instance ``name`` (empty when it has none)."""
+        return next((dict(b.config) for b in self.blocks if b.name == name), {})
+
+    def block_configs(self) -> dict[str, dict[str, Any]]:
+        """Every instance's secret config, by instance name (instances without one omitted)."""
+        return {b.name: dict(b.config) for b in self.blocks if b.config}
 
 
 class ActionSpec(_Model):
@@ -123,7 +160,8 @@ def _entry_name(value: object, path: Sequence[str | int]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _problems_from(exc: ValidationError, doc: YamlDoc) -> list[Problem]:
+def _problems_from(exc: ValidationError, doc: YamlDoc, *, quote: bool = True) -> list[Problem]:
+    """Located problems of a validation error; ``quote=False`` never repeats a value."""
     problems = []
     for err in exc.errors(include_url=False):
         loc = [("from" if p == "from_" else p) for p in err["loc"]]
@@ -134,17 +172,20 @@ def _problems_from(exc: ValidationError, doc: YamlDoc) -> list[Problem]:
             name = _entry_name(doc.value, parent)
             label = _dotted(parent) + (f" ({name!r})" if name else "")
             message = f"{label}: required key {loc[-1]!r} is missing"
+        elif kind == "string_pattern_mismatch":
+            what = _describe(err["input"]) if quote else "the value"
+            message = (
+                f"{where}: {what} is not a valid name; use letters, digits, "
+                "'.', '_' or '-' (at most 63 characters), starting with a letter or digit"
+            )
+        elif not quote:
+            message = f"{where}: {err['msg'].lower()} (the value is not shown: it may be secret)"
         elif kind == "value_error":
             message = f"{where}: {err['ctx']['error']}"
         elif kind == "string_type" and isinstance(err["input"], int | float):
             message = (
                 f"{where}: expected a string, got the number {err['input']!r}; "
                 f'quote it: "{err["input"]}"'
-            )
-        elif kind == "string_pattern_mismatch":
-            message = (
-                f"{where}: {_describe(err['input'])} is not a valid name; use letters, digits, "
-                "'.', '_' or '-' (at most 63 characters), starting with a letter or digit"
             )
         else:
             message = f"{where}: {err['msg'].lower()}, got {_describe(err['input'])}"
@@ -203,11 +244,25 @@ def _duplicates(doc: YamlDoc, key: str, what: str) -> list[Problem]:
     return problems
 
 
+Check = Callable[[YamlDoc], list[Problem]]
+"""A check of the raw document (a mapping), beyond what the model validates."""
+
+
 def _parse(
-    text: str, file: str, model: type[_Model], unique: tuple[str, str]
+    text: str,
+    file: str,
+    model: type[_Model],
+    unique: tuple[str, str],
+    *,
+    check: Check | None = None,
+    quote: bool = True,
 ) -> tuple[_Model | None, list[Problem]]:
-    """Load, validate and collect every problem, sorted by line; ``None`` if any is an error."""
-    parsed, problems = _parse_unsorted(text, file, model, unique)
+    """Load, validate and collect every problem, sorted by line; ``None`` if any is an error.
+
+    ``check`` adds problems found on the raw document; ``quote=False`` keeps values out of
+    the messages (``secrets.poly``).
+    """
+    parsed, problems = _parse_unsorted(text, file, model, unique, check, quote)
     problems.sort(key=lambda p: p.line or 0)
     if any(p.severity == "error" for p in problems):
         parsed = None
@@ -215,7 +270,12 @@ def _parse(
 
 
 def _parse_unsorted(
-    text: str, file: str, model: type[_Model], unique: tuple[str, str]
+    text: str,
+    file: str,
+    model: type[_Model],
+    unique: tuple[str, str],
+    check: Check | None,
+    quote: bool,
 ) -> tuple[_Model | None, list[Problem]]:
     doc, problems = load_yaml(text, file)
     if doc is None:
@@ -225,10 +285,37 @@ def _parse_unsorted(
         return None, [*problems, Problem(file, 1, f"expected a mapping of keys, got {got}")]
     problems += _unknown_keys(doc, model, doc.value, ())
     problems += _duplicates(doc, *unique)
+    if check is not None:
+        problems += check(doc)
     try:
         return model.model_validate(doc.value), problems
     except ValidationError as exc:
-        return None, problems + _problems_from(exc, doc)
+        return None, problems + _problems_from(exc, doc, quote=quote)
+
+
+def _known_blocks(names: Collection[str], workspace_file: str) -> Check:
+    """Every ``blocks[].name`` of ``secrets.poly`` must be an instance of ``workspace.poly``."""
+
+    def check(doc: YamlDoc) -> list[Problem]:
+        items = doc.value.get("blocks")
+        if not isinstance(items, list):
+            return []
+        problems = []
+        for i, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name not in names:
+                problems.append(
+                    Problem(
+                        doc.file,
+                        doc.line_of(("blocks", i, "name")),
+                        f"blocks[{i}].name: block {name!r} is not in {workspace_file}; "
+                        f"secrets may only configure the workspace's block instances "
+                        f"({', '.join(sorted(names)) or 'none'}): fix the name or remove the entry",
+                    )
+                )
+        return problems
+
+    return check
 
 
 def check_workspace(
@@ -243,6 +330,30 @@ def check_block(text: str, file: str = BLOCK_FILE) -> tuple[BlockFile | None, li
     """Parse ``block.poly``: the model (``None`` when invalid) and every problem found."""
     parsed, problems = _parse(text, file, BlockFile, ("actions", "action"))
     return (parsed if isinstance(parsed, BlockFile) else None), problems
+
+
+def check_secrets(
+    text: str, file: str = SECRETS_FILE, workspace: WorkspaceFile | None = None
+) -> tuple[SecretsFile | None, list[Problem]]:
+    """Parse ``secrets.poly`` text: the model (``None`` when invalid) and every problem found.
+
+    With ``workspace``, a block name it does not hold is an error. No message quotes a value.
+    """
+    check = _known_blocks([b.name for b in workspace.blocks], WORKSPACE_FILE) if workspace else None
+    parsed, problems = _parse(
+        text, file, SecretsFile, ("blocks", "secret block"), check=check, quote=False
+    )
+    return (parsed if isinstance(parsed, SecretsFile) else None), problems
+
+
+def parse_secrets(
+    text: str, file: str = SECRETS_FILE, workspace: WorkspaceFile | None = None
+) -> SecretsFile:
+    """Parse ``secrets.poly`` text or raise :class:`WorkspaceError` listing every error."""
+    parsed, problems = check_secrets(text, file, workspace)
+    if parsed is None:
+        raise WorkspaceError([p for p in problems if p.severity == "error"])
+    return parsed
 
 
 def parse_workspace(text: str, file: str = WORKSPACE_FILE) -> WorkspaceFile:

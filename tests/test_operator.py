@@ -391,6 +391,43 @@ def test_an_invalid_commit_is_reported_and_a_fix_recovers(
     asyncio.run(scenario())
 
 
+def test_switching_spec_source_ref_to_an_unrelated_branch_applies_it(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+) -> None:
+    staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
+    first = staging.head
+    staging.repo.git("checkout", "-q", "--orphan", "other")  # no history shared with main
+    other = staging.pin("1.2.0")
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace):
+            kube_emulator.create(WORKSPACES, workspace("ws", staging.url), namespace)
+            status = await until_status(kube_emulator, namespace, "ws", applied(first))
+            assert status["lastAppliedRef"] == "branch:main"
+
+            path = kube_emulator.url + workspace_path(namespace, "ws")
+            patch = {"spec": {"source": {"ref": {"branch": "other"}}}}
+            response = await asyncio.to_thread(
+                requests.patch,
+                path,
+                data=json.dumps(patch),
+                headers={"Content-Type": "application/merge-patch+json"},
+                timeout=10,
+            )
+            assert response.status_code == 200
+            status = await until_status(kube_emulator, namespace, "ws", applied(other))
+            assert status["lastAppliedRef"] == "branch:other"
+            assert change(status["history"][0]) == ("1.1.0", "1.2.0", False)
+            assert image(kube_emulator, staging.target) == "ghcr.io/acme/myapp:1.2.0"
+
+    asyncio.run(scenario())
+
+
 class Forwarder:
     """A TCP port on 127.0.0.1 forwarding to ``target`` that the test can close and reopen."""
 

@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from controller.api.status import WorkspaceStatus
 from controller.errors import GitUnreachableError, Problem, WorkspaceError
+from controller.pipeline import previous_revision, ref_label
 from controller.plan import AppliedBlock, config_hash, plan
+from controller.source import GitRef
 from controller.status import ReconcileOutcome, RunOutcome, applied_blocks, record
 from controller.workspace import WorkspaceFile
 
@@ -137,3 +139,31 @@ def test_the_status_dump_uses_the_crd_names() -> None:
     assert {"lastAppliedRevision", "blocks", "history", "conditions"} <= set(dumped)
     block = dumped["blocks"][0]  # type: ignore[index]
     assert {"from", "configHash", "lastRun"} <= set(block)
+
+
+def test_the_applied_ref_moves_with_the_applied_revision_only() -> None:
+    good = record(
+        WorkspaceStatus(),
+        outcome("a" * 40, WorkspaceStatus(), "1.1.0", "succeeded", ref="branch:main"),
+    )
+    assert good.last_applied_ref == "branch:main"
+    assert good.dump()["lastAppliedRef"] == "branch:main"
+    failed = record(good, outcome("b" * 40, good, "1.2.0", "failed", ref="branch:other"))
+    assert (failed.last_applied_revision, failed.last_applied_ref) == ("a" * 40, "branch:main")
+    # The other branch points at the applied commit: nothing runs, the ref is now that one.
+    same = record(
+        good,
+        outcome("a" * 40, good, "1.1.0", "succeeded", runs=(), up_to_date=True, ref="branch:other"),
+    )
+    assert (same.last_applied_revision, same.last_applied_ref) == ("a" * 40, "branch:other")
+
+
+def test_history_must_descend_from_the_last_applied_commit_only_on_the_same_ref() -> None:
+    main, other = GitRef.branch("main"), GitRef.branch("other")
+    assert (ref_label(main), ref_label(GitRef.tag("v1"))) == ("branch:main", "tag:v1")
+    assert ref_label(GitRef.commit("c" * 40)) == "commit:" + "c" * 40
+    status = WorkspaceStatus(last_applied_revision="a" * 40, last_applied_ref="branch:main")
+    assert previous_revision(status, main) == "a" * 40
+    assert previous_revision(status, other) is None
+    legacy = WorkspaceStatus(last_applied_revision="a" * 40)  # written before lastAppliedRef
+    assert previous_revision(legacy, main) is None

@@ -82,6 +82,15 @@ class WorkspaceStatus(_Model):
     last_fetched_revision: str | None = Field(default=None, alias="lastFetchedRevision")
     last_attempted_revision: str | None = Field(default=None, alias="lastAttemptedRevision")
     last_applied_revision: str | None = Field(default=None, alias="lastAppliedRevision")
+    last_applied_ref: str | None = Field(
+        default=None,
+        alias="lastAppliedRef",
+        description=(
+            "The source ref lastAppliedRevision was applied from (branch:NAME, tag:NAME or "
+            "commit:SHA): a new commit must descend from lastAppliedRevision only while the "
+            "ref stays the same."
+        ),
+    )
     blocks: list[BlockStatus] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from controller.api.status import WorkspaceStatus
 from controller.errors import CratekeeperError, Problem, WorkspaceError
-from controller.pipeline import PipelineContext, reconcile
+from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, pull_block, push_block
 from controller.runners.base import Runner
@@ -79,16 +79,21 @@ def _git_ref(text: str) -> GitRef:
     return GitRef.branch(text.removeprefix("refs/heads/"))
 
 
-def _revision(args: argparse.Namespace, settings: Settings, state: WorkspaceStatus) -> Revision:
+def _revision(
+    args: argparse.Namespace, settings: Settings, state: WorkspaceStatus
+) -> tuple[Revision, str | None]:
+    """The revision to apply and its ref label (None for a local checkout, not fetched)."""
     if Path(args.source).is_dir():
-        return local_revision(Path(args.source), args.ref or "HEAD", args.subpath)
-    return fetch(
+        return local_revision(Path(args.source), args.ref or "HEAD", args.subpath), None
+    ref = _git_ref(args.ref or "main")
+    revision = fetch(
         args.source,
-        _git_ref(args.ref or "main"),
+        ref,
         settings.cache_dir / "git",
         subpath=args.subpath,
-        previous=state.last_applied_revision,
+        previous=previous_revision(state, ref),
     )
+    return revision, ref_label(ref)
 
 
 def _load_state(path: Path) -> WorkspaceStatus:
@@ -137,7 +142,7 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
     def progress(message: str) -> None:
         print(f"[{time.monotonic() - start:6.1f}s] {message}", flush=True)
 
-    revision = _revision(args, settings, state)
+    revision, ref = _revision(args, settings, state)
     progress(f"revision {revision.sha[:12]} {revision.subject!r} by {revision.author}")
     ctx = PipelineContext(
         runner=_runner(settings),
@@ -146,6 +151,7 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
         action=args.action,
         timeout=args.timeout,
         on_output=(lambda line: print(f"         | {line}", flush=True)) if args.verbose else None,
+        ref=ref,
     )
     outcome = asyncio.run(reconcile(revision, state, ctx, progress))
     _save_state(state_path, record(state, outcome))

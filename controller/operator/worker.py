@@ -30,7 +30,7 @@ from controller.errors import CratekeeperError, RegistryError
 from controller.operator.config import OperatorConfig
 from controller.operator.metrics import OperatorMetrics
 from controller.operator.secrets import RunSecrets, SecretReader, secret_files
-from controller.pipeline import PipelineContext, reconcile
+from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
 from controller.registry import RegistryClient, RegistryOptions
 from controller.runners.base import ActionRequest, OutputHandler, Runner, RunResult
 from controller.secrets import AgeKeys
@@ -300,7 +300,7 @@ class WorkspaceWorker:
             self._shared.settings.cache_dir / "git",
             subpath=source.path,
             auth=secrets.git_auth,
-            previous=status.last_applied_revision,
+            previous=previous_revision(status, git_ref(spec)),
         )
 
     async def _reconcile(
@@ -353,6 +353,7 @@ class WorkspaceWorker:
             action=spec.action,
             timeout=parse_duration(spec.runner.timeout),
             work_dir=shared.config.work_dir,
+            ref=ref_label(git_ref(spec)),
         )
         return await reconcile(revision, status, ctx, self._log)
 

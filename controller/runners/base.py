@@ -44,6 +44,9 @@ class ActionRequest:
     workspace_dir: Path
     kubeconfig: bytes = field(repr=False)
     timeout: float = 1800.0
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Values of the block's secret config (secrets.poly): redacted from the log like the
+    kubeconfig's credentials."""
 
     @property
     def block_dir(self) -> str:
@@ -177,6 +180,11 @@ def kubeconfig_secrets(kubeconfig: bytes) -> list[str]:
 
     walk(doc)
     return found
+
+
+def redactions(request: ActionRequest) -> list[str]:
+    """What every runner redacts from a run's log: kubeconfig credentials and secret config."""
+    return [*kubeconfig_secrets(request.kubeconfig), *request.secrets]
 
 
 def redact(line: str, secrets: Iterable[str]) -> str:

@@ -43,8 +43,8 @@ from controller.runners.base import (
     RunStatus,
     action_env,
     ansible_command,
-    kubeconfig_secrets,
     read_events,
+    redactions,
     snapshot_yaml,
 )
 from controller.secrets import kubeconfig_file
@@ -106,7 +106,7 @@ class DockerRunner:
         self, request: ActionRequest, on_output: OutputHandler | None = None
     ) -> RunResult:
         path = await asyncio.to_thread(self._image_path)
-        tail = LogTail(kubeconfig_secrets(request.kubeconfig), on_output)
+        tail = LogTail(redactions(request), on_output)
         started = datetime.now(UTC)
         name = container_name(request)
         with (

@@ -21,8 +21,8 @@ from controller.runners.base import (
     RunStatus,
     action_env,
     ansible_command,
-    kubeconfig_secrets,
     read_events,
+    redactions,
     snapshot_yaml,
 )
 from controller.secrets import kubeconfig_file
@@ -52,7 +52,7 @@ class LocalRunner:
         self, request: ActionRequest, on_output: OutputHandler | None = None
     ) -> RunResult:
         binary = self._ansible_playbook or find_ansible_playbook()
-        tail = LogTail(kubeconfig_secrets(request.kubeconfig), on_output)
+        tail = LogTail(redactions(request), on_output)
         started = datetime.now(UTC)
         with (
             tempfile.TemporaryDirectory(prefix="cratekeeper-run-") as tmp,

@@ -28,8 +28,8 @@ from controller.runners.base import (
     OutputHandler,
     RunResult,
     RunStatus,
-    kubeconfig_secrets,
     parse_events,
+    redactions,
 )
 from controller.runners.kubernetes.manifests import (
     ANNOTATION_COMMIT,
@@ -158,7 +158,7 @@ class KubernetesRunner:
                 f"block {request.ref} has no digest; the kubernetes runner pulls blocks by digest "
                 "so the pod runs exactly what was planned"
             )
-        tail = LogTail(kubeconfig_secrets(request.kubeconfig), on_output)
+        tail = LogTail(redactions(request), on_output)
         notes: list[str] = []
         name = job_name(request.workspace, request.revision, request.block, request.action)
         started = datetime.now(UTC)
