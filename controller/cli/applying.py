@@ -19,7 +19,6 @@ from controller.pipeline import PipelineContext, previous_revision, reconcile, r
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, pull_block, push_block
 from controller.runners.base import Runner
-from controller.runners.docker import DockerRunner
 from controller.runners.local import LocalRunner
 from controller.secrets import AgeKeys
 from controller.settings import Settings, load_settings
@@ -168,6 +167,8 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
 def _runner(settings: Settings) -> Runner:
     """The runner the settings ask for (the kubernetes runner belongs to the operator)."""
     if settings.runner == "docker":
+        from controller.runners.docker import DockerRunner  # the docker SDK: only when asked
+
         return DockerRunner(settings.execution_image, network_mode=settings.docker_network)
     if settings.runner == "local":
         return LocalRunner()
