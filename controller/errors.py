@@ -159,3 +159,10 @@ class KubeAlreadyExistsError(KubeError):
     """A create found an object of that name (HTTP 409, reason ``AlreadyExists``)."""
 
     reason = "KubernetesObjectExists"
+
+
+class InternalError(CratekeeperError):
+    """Something failed that cratekeeper did not expect (a bug, a full disk): the details are
+    in the controller's log; the message names only the exception type (it may hold secrets)."""
+
+    reason = "InternalError"

@@ -13,7 +13,9 @@ task names, so a failed task's name may hold one).
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.api.status import WorkspaceStatus
-from controller.errors import CratekeeperError, RunError
+from controller.errors import CratekeeperError, InternalError, RunError
 from controller.plan import AppliedBlock, Plan, Run, SecretConfigs, deep_merge, plan
 from controller.refs import BlockRef
 from controller.registry import PulledBlock, RegistryClient, pull_block
@@ -38,6 +40,7 @@ from controller.status import ReconcileOutcome, RunOutcome, applied_blocks
 from controller.tree import Tree
 from controller.workspace import SecretsFile, WorkspaceFile, load_workspace, parse_secrets
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 UNINSTALL = "uninstall"
 
@@ -118,6 +121,33 @@ async def reconcile(
         progress(f"revision {revision.sha[:12]} is already applied: nothing to do")
         return outcome(up_to_date=True)
     try:
+        return await _reconcile(revision, status, ctx, progress, outcome)
+    except Exception as exc:  # a bug or the machine (disk full): a failed attempt, not a crash
+        error = unexpected(exc, f"reconciling {revision.sha[:12]}")
+        progress(f"revision {revision.sha[:12]}: {error.reason}: {error}")
+        return outcome(error=error)
+
+
+def unexpected(exc: BaseException, doing: str) -> InternalError:
+    """An InternalError for ``exc``; its traceback goes to the log without the exception's
+    message (which may quote a secret), the error names only its type."""
+    log.error(
+        "unexpected %s while %s:\n%s",
+        type(exc).__name__,
+        doing,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+    return InternalError(f"unexpected {type(exc).__name__} while {doing}; see the controller's log")
+
+
+async def _reconcile(
+    revision: Revision,
+    status: WorkspaceStatus,
+    ctx: PipelineContext,
+    progress: Progress,
+    outcome: Callable[..., ReconcileOutcome],
+) -> ReconcileOutcome:
+    try:
         ws = await asyncio.to_thread(load_workspace, revision.tree)
         kubeconfig = await asyncio.to_thread(read_kubeconfig, revision.tree, ctx.keys)
         found = await asyncio.to_thread(load_secrets, revision.tree, ws, ctx.keys)
@@ -132,6 +162,8 @@ async def reconcile(
     if the_plan.empty:
         progress(f"revision {revision.sha[:12]}: every block is up to date")
         return outcome()
+    if ctx.work_dir is not None:
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cratekeeper-ws-", dir=ctx.work_dir) as tmp:
         root = Path(tmp)
         await asyncio.to_thread(revision.tree.export, root)
@@ -224,9 +256,10 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
     here.progress(f"running {run.block} {run.action} {label}")
     try:
         result = await here.ctx.runner.run(request, here.ctx.on_output)
-    except CratekeeperError as exc:  # the runner could not run it (API refused, no engine...)
-        message = redact(f"{run.block}: {exc}", hide)
-        here.progress(f"{label}: {exc.reason}: {message}")
+    except Exception as exc:  # the runner could not run it (API refused, no engine, a bug)
+        error = exc if isinstance(exc, CratekeeperError) else unexpected(exc, f"running {label}")
+        message = redact(f"{run.block}: {error}", hide)
+        here.progress(f"{label}: {error.reason}: {message}")
         return RunOutcome(run, "failed", pulled.digest, _now(), message=message)
     elapsed = (result.finished - result.started).total_seconds()
     counts = result.counts

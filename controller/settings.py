@@ -75,6 +75,15 @@ class Settings(BaseSettings):
         description="The age identity itself (AGE-SECRET-KEY-1...), when no file is used.",
         repr=False,
     )
+    age_passphrase: str | None = Field(
+        default=None,
+        description="A passphrase for passphrase-encrypted *.age files (instead of identities).",
+        repr=False,
+    )
+    work_dir: Path | None = Field(
+        default=None,
+        description="Where workspaces are exported and blocks pulled for a run (default: $TMPDIR).",
+    )
     max_block_size: int = Field(
         default=50 * 1024 * 1024,
         description="Largest unpacked block archive accepted from a registry, in bytes.",

@@ -65,8 +65,8 @@ OPERATOR_RULES = {
     ("cratekeeper.dev", "workspaces"): {"get", "list", "watch", "patch", "update"},
     ("cratekeeper.dev", "workspaces/status"): {"get", "patch", "update"},
     ("", "events"): {"create", "patch"},
-    ("", "secrets"): {"get", "create", "delete"},
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+    ("", "secrets"): {"get", "list", "create", "delete"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},
 }

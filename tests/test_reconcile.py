@@ -521,3 +521,30 @@ def test_switching_the_source_to_an_unrelated_branch_applies_it(
     assert reconcile_ref("other") == 1
     assert "the history was rewritten" in capsys.readouterr().err
     assert json.loads(state_file.read_text())["lastAppliedRevision"] == other
+
+
+def test_an_unexpected_failure_is_a_recorded_internal_error_not_a_crash(
+    production: GitRepo,
+    oci_registry: Registry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    monkeypatch.setenv("CRATEKEEPER_WORK_DIR", str(tmp_path / "a-file" / "work"))
+    code, state = reconcile(production, oci_registry, tmp_path / "state.json")
+    assert code == 1
+    assert "InternalError" in capsys.readouterr().err
+    assert "lastAppliedRevision" not in state
+    assert state["history"][0]["result"] == "Failed"
+    assert "unexpected NotADirectoryError" in state["history"][0]["message"]
+
+
+@pytest.mark.parametrize("where", ["missing-dir/state.json", "."])
+def test_an_unusable_state_path_is_a_clear_error(
+    production: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    code = main(["reconcile", str(production.path), "--state", str(tmp_path / where)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

@@ -667,3 +667,29 @@ def test_bearer_challenge_is_parsed() -> None:
         "service": "registry.example.com",
         "scope": "repository:acme/app:pull,push",
     }
+
+
+def test_a_connection_dropped_mid_blob_is_an_unreachable_registry(tmp_path: Path) -> None:
+    """A registry that promises 1000 bytes and hangs up after 10 (a real socket)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    host = f"127.0.0.1:{port}"
+    client = RegistryClient(RegistryOptions(insecure_registries=(host,)))
+    digest = "sha256:" + "0" * 64
+    with (tmp_path / "blob").open("wb") as dest, pytest.raises(RegistryUnreachableError) as caught:
+        client.download_blob(host, "acme/app", digest, 1000, dest)
+    assert "dropped the connection while sending blob" in str(caught.value)
+    thread.join(timeout=5)
+    server.close()

@@ -106,3 +106,18 @@ def test_kubeconfig_credentials_are_redacted_from_the_log(tmp_path: Path, kubeco
     text = "\n".join(result.log_tail)
     assert "kind: Config" in text or "Config" in text
     assert secret not in text
+
+
+def test_an_output_line_longer_than_any_buffer_is_cut_not_fatal(
+    tmp_path: Path, kubeconfig: Path
+) -> None:
+    block = a_block(
+        tmp_path,
+        HEADER + "    - ansible.builtin.debug: {msg: \"{{ 'x' * 200000 }}\"}\n",
+    )
+    root = workspace_with_block(tmp_path, block)
+    result = asyncio.run(LocalRunner().run(request(root, kubeconfig, "ns", playbook="play.yml")))
+    assert result.status == "succeeded"
+    longest = max(result.log_tail, key=len)
+    assert longest.endswith("(line cut by cratekeeper)")
+    assert len(longest) < 20_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -72,6 +73,17 @@ class SourceSpec(_Model):
         description="Secret with username/password (HTTPS) or identity/known_hosts (SSH).",
     )
     interval: Duration = Field(default="5m", description="How often to poll the repository.")
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        # A password in the URL would be copied into Job specs, events and logs.
+        if "://" in value and urlsplit(value).password is not None:
+            raise ValueError(
+                "the URL carries a password; put credentials in a Secret named by "
+                "spec.source.secretRef (keys username and password) and remove them from the URL"
+            )
+        return value
 
     @field_validator("interval")
     @classmethod

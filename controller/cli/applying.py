@@ -117,7 +117,16 @@ def _save_state(path: Path, state: WorkspaceStatus) -> None:
 def _exclusive(state_path: Path) -> Iterator[None]:
     """One reconcile per state file at a time: a second one fails instead of running twice."""
     lock = state_path.with_name(state_path.name + ".lock")
-    with lock.open("a") as handle:
+    if state_path.is_dir():
+        raise CratekeeperError(f"--state {state_path} is a directory; give a file path")
+    try:
+        handle = lock.open("a")
+    except OSError as exc:
+        raise CratekeeperError(
+            f"cannot use the state file {state_path}: {exc.strerror}; "
+            "give --state a path in an existing, writable directory"
+        ) from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -146,9 +155,12 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
     ctx = PipelineContext(
         runner=_runner(settings),
         registry=_registry(args, settings),
-        keys=AgeKeys.from_sources(settings.age_identity_file, settings.age_identity),
+        keys=AgeKeys.from_sources(
+            settings.age_identity_file, settings.age_identity, settings.age_passphrase
+        ),
         action=args.action,
         timeout=args.timeout,
+        work_dir=settings.work_dir,
         on_output=(lambda line: print(f"         | {line}", flush=True)) if args.verbose else None,
         ref=ref,
     )

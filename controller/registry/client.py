@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -172,7 +173,7 @@ class RegistryClient:
         )
         hasher = hashlib.sha256()
         received = 0
-        for chunk in response.iter_content(_CHUNK):
+        for chunk in _chunks(response, _CHUNK, registry, f"blob {digest}"):
             received += len(chunk)
             if received > size:
                 response.close()
@@ -374,10 +375,22 @@ def _registry_error_detail(response: requests.Response) -> str:
 def _read_limited(response: requests.Response, limit: int, what: str) -> bytes:
     chunks: list[bytes] = []
     total = 0
-    for chunk in response.iter_content(64 * 1024):
+    for chunk in _chunks(response, 64 * 1024, urlsplit(response.url).netloc, what):
         total += len(chunk)
         if total > limit:
             response.close()
             raise RegistryError(f"{what} is larger than {limit} bytes; not a block manifest")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _chunks(response: requests.Response, size: int, registry: str, what: str) -> Iterator[bytes]:
+    """The body in chunks; a connection lost mid-body is the registry being unreachable."""
+    try:
+        yield from response.iter_content(size)
+    except requests.RequestException as exc:
+        response.close()
+        raise RegistryUnreachableError(
+            f"registry {registry} dropped the connection while sending {what}: "
+            f"{network_reason(exc)}; the pull is retried on the next reconcile"
+        ) from None

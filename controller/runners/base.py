@@ -10,6 +10,7 @@ passed as Polycrate passes them.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections import deque
@@ -154,8 +155,8 @@ def ansible_command(ansible_playbook: str, request: ActionRequest, snapshot: str
 
 
 _SECRET_KEYS = re.compile(
-    r"^(token|password|client-key-data|client-certificate-data|secret|access-token|id-token|"
-    r"refresh-token)$"
+    r"^(token|password|client-key-data|client-certificate-data|secret|client-secret|"
+    r"access-token|id-token|refresh-token)$"
 )
 
 
@@ -167,16 +168,17 @@ def kubeconfig_secrets(kubeconfig: bytes) -> list[str]:
         return []
     found: list[str] = []
 
-    def walk(node: object) -> None:
+    def walk(node: object, in_env: bool = False) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                if isinstance(value, str) and _SECRET_KEYS.match(str(key)) and len(value) >= 4:
+                secret = _SECRET_KEYS.match(str(key)) or (in_env and key == "value")
+                if isinstance(value, str) and secret and len(value) >= 4:
                     found.append(value)
-                else:
-                    walk(value)
+                else:  # exec plugins' env (e.g. AWS_SECRET_ACCESS_KEY) holds credentials too
+                    walk(value, in_env or key == "env")
         elif isinstance(node, list):
             for item in node:
-                walk(item)
+                walk(item, in_env)
 
     walk(doc)
     return found
@@ -193,6 +195,45 @@ def redact(line: str, secrets: Iterable[str]) -> str:
         if secret:
             line = line.replace(secret, REDACTED)
     return line
+
+
+MAX_LINE = 16 * 1024  # characters kept of one output line (a debug of a huge var is one line)
+
+
+class LineSplitter:
+    """Whole lines from a byte stream cut anywhere (even inside a UTF-8 sequence); a line
+    longer than :data:`MAX_LINE` is cut there and the rest of it dropped, so no output can
+    exhaust memory or a buffer."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._pending = ""
+        self._dropping = False  # inside the rest of a line that was already cut
+
+    def feed(self, chunk: bytes) -> list[str]:
+        text = self._decoder.decode(chunk)
+        lines: list[str] = []
+        while text:
+            head, newline, text = text.partition("\n")
+            if not self._dropping:
+                self._pending += head
+                if len(self._pending) > MAX_LINE:
+                    lines.append(self._pending[:MAX_LINE] + CUT)
+                    self._pending, self._dropping = "", True
+                    continue
+            if newline:
+                if not self._dropping:
+                    lines.append(self._pending)
+                self._pending, self._dropping = "", False
+        return lines
+
+    def close(self) -> list[str]:
+        rest = self._pending + self._decoder.decode(b"", final=True)
+        self._pending, self._dropping = "", False
+        return [rest[:MAX_LINE] + CUT if len(rest) > MAX_LINE else rest] if rest else []
+
+
+CUT = " … (line cut by cratekeeper)"
 
 
 class LogTail:

@@ -16,7 +16,6 @@ unless ``/dev/shm`` and the temp directory are shared. See ``docs/docker-runner.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import os
 import re
@@ -37,6 +36,7 @@ from controller.errors import RunError
 from controller.runners.base import (
     CALLBACK_DIR,
     ActionRequest,
+    LineSplitter,
     LogTail,
     OutputHandler,
     RunResult,
@@ -332,16 +332,11 @@ async def _engine(worker: asyncio.Future[int]) -> int:
 
 
 def log_lines(chunks: Iterable[bytes]) -> Iterator[str]:
-    """Whole lines from a byte stream cut anywhere (even inside a UTF-8 sequence)."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    pending = ""
+    """Whole lines from the container's log stream (see :class:`LineSplitter`)."""
+    lines = LineSplitter()
     for chunk in chunks:
-        pending += decoder.decode(chunk)
-        *complete, pending = pending.split("\n")
-        yield from complete
-    pending += decoder.decode(b"", final=True)
-    if pending:
-        yield pending
+        yield from lines.feed(chunk)
+    yield from lines.close()
 
 
 def _env_path(image: Any) -> str:

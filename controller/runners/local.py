@@ -15,6 +15,7 @@ from pathlib import Path
 from controller.errors import RunError
 from controller.runners.base import (
     ActionRequest,
+    LineSplitter,
     LogTail,
     OutputHandler,
     RunResult,
@@ -108,8 +109,12 @@ class LocalRunner:
     @staticmethod
     async def _follow(proc: asyncio.subprocess.Process, tail: LogTail) -> None:
         assert proc.stdout is not None
-        async for raw in proc.stdout:
-            tail.add(raw.decode("utf-8", errors="replace"))
+        lines = LineSplitter()  # chunks, not readline(): a line may be longer than any buffer
+        while chunk := await proc.stdout.read(64 * 1024):
+            for line in lines.feed(chunk):
+                tail.add(line)
+        for line in lines.close():
+            tail.add(line)
         await proc.wait()
 
 

@@ -47,10 +47,11 @@ class Remote:
         if auth.username_file or auth.password_file or password:
             # A credential helper that reads the files at the moment Git asks, so secrets are
             # never in argv, the environment, or a URL written into the cache's config.
+            password_file = auth.password_file
+            if password and not password_file:  # from the URL: a private file, like the rest
+                password_file = _private_file(scratch, "password", password)
             env["CRATEKEEPER_GIT_USERNAME_FILE"] = str(auth.username_file or "")
-            env["CRATEKEEPER_GIT_PASSWORD_FILE"] = str(auth.password_file or "")
-            if password and not auth.password_file:
-                env["CRATEKEEPER_GIT_PASSWORD"] = password
+            env["CRATEKEEPER_GIT_PASSWORD_FILE"] = str(password_file or "")
             config += ["credential.helper=", f"credential.helper={_CREDENTIAL_HELPER}"]
             secrets += _read_secrets(auth.username_file, auth.password_file)
         identity = _private_copy(auth.identity_file, scratch) if auth.identity_file else None
@@ -83,10 +84,18 @@ _CREDENTIAL_HELPER = (
     '!f() { test "$1" = get || exit 0; '
     'u="$(cat "$CRATEKEEPER_GIT_USERNAME_FILE" 2>/dev/null)"; '
     'test -n "$u" && printf "username=%s\\n" "$u"; '
-    'if test -n "$CRATEKEEPER_GIT_PASSWORD_FILE"; '
-    'then p="$(cat "$CRATEKEEPER_GIT_PASSWORD_FILE")"; else p="$CRATEKEEPER_GIT_PASSWORD"; fi; '
+    'p="$(cat "$CRATEKEEPER_GIT_PASSWORD_FILE" 2>/dev/null)"; '
     'printf "password=%s\\n" "$p"; }; f'
 )
+
+
+def _private_file(scratch: Path, name: str, content: str) -> Path:
+    """``content`` in a new 0600 file of the private ``scratch`` directory."""
+    path = scratch / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+    return path
 
 
 def _strip_password(url: str) -> tuple[str, str | None]:
