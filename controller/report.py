@@ -1,10 +1,12 @@
-"""Plans and promotion matrices rendered for people (tables) and machines (JSON) (pure)."""
+"""Plans, promotion matrices and statuses rendered for people (tables) and machines (JSON)
+(pure)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from controller.api.status import WorkspaceStatus
 from controller.plan import Plan
 from controller.workspace import WorkspaceFile
 
@@ -83,3 +85,51 @@ def format_promotions(matrix: dict[str, dict[str, str | None]], names: Sequence[
         in_sync = "yes" if len(set(versions)) == 1 else "no"
         rows.append([block, *(v or "-" for v in versions), in_sync])
     return table(rows)
+
+
+def _short(ref: str | None) -> str:
+    return ref.rsplit(":", 1)[-1] if ref else "(new)"
+
+
+def format_status(status: WorkspaceStatus, history: int = 5) -> str:
+    """A recorded status as `kubectl get` and `describe` would show it: the summary, every
+    block, and the newest ``history`` entries."""
+    ready = status.condition("Ready")
+    lines = [
+        table(
+            [
+                ["READY", "REVISION", "BLOCKS", "STATUS"],
+                [
+                    ready.status if ready else "Unknown",
+                    status.last_applied_short_revision or "-",
+                    status.blocks_summary,
+                    (ready.message if ready else "") or "-",
+                ],
+            ]
+        ),
+        "",
+    ]
+    if status.blocks:
+        rows = [["BLOCK", "VERSION", "PHASE", "DIGEST", "LAST RUN"]]
+        rows += [
+            [
+                b.name,
+                b.version,
+                b.phase,
+                (b.digest or "-")[:19],
+                b.last_run.isoformat(timespec="seconds") if b.last_run else "-",
+            ]
+            for b in status.blocks
+        ]
+        lines += [table(rows), ""]
+    if status.history:
+        rows = [["REVISION", "RESULT", "CHANGES", "SUBJECT"]]
+        for entry in status.history[:history]:
+            changes = ", ".join(
+                f"{c.block} {_short(c.from_)} -> {_short(c.to)}"
+                + (" (rollback)" if c.rollback else "")
+                for c in entry.changes
+            )
+            rows.append([entry.revision[:12], entry.result, changes or "-", entry.subject])
+        lines.append(table(rows))
+    return "\n".join(lines).rstrip()

@@ -548,3 +548,21 @@ def test_an_unusable_state_path_is_a_clear_error(
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_status_shows_where_a_reconciled_workspace_stands(
+    production: GitRepo, oci_registry: Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state_file = tmp_path / "state.json"
+    assert reconcile(production, oci_registry, state_file)[0] == 0
+    pin(production, "1.2.0")
+    assert reconcile(production, oci_registry, state_file)[0] == 0
+    capsys.readouterr()
+    assert main(["status", "--state", str(state_file)]) == 0
+    summary, blocks, history = capsys.readouterr().out.split("\n\n")
+    assert summary.splitlines()[1].split()[:3] == ["True", production.head()[:12], "1/1"]
+    assert blocks.splitlines()[1].split()[:3] == ["app", "1.2.0", "Applied"]
+    newest = history.splitlines()[1]
+    assert "Succeeded" in newest and "app 1.1.0 -> 1.2.0" in newest
+    assert main(["status", "--state", str(tmp_path / "none.json")]) == 1
+    assert "no state file" in capsys.readouterr().err

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import fcntl
-import json
 import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from controller.api.status import WorkspaceStatus
-from controller.errors import CratekeeperError, Problem, WorkspaceError
+from controller.cli.state import exclusive, load_state, save_state
+from controller.errors import CratekeeperError
 from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, pull_block, push_block
@@ -95,56 +92,15 @@ def _revision(
     return revision, ref_label(ref)
 
 
-def _load_state(path: Path) -> WorkspaceStatus:
-    if not path.exists():
-        return WorkspaceStatus()
-    try:
-        return WorkspaceStatus.model_validate_json(path.read_text())
-    except ValueError as exc:
-        raise WorkspaceError(
-            [Problem(str(path), None, f"not a cratekeeper state file ({exc.__class__.__name__})")]
-        ) from None
-
-
-def _save_state(path: Path, state: WorkspaceStatus) -> None:
-    """Write atomically: a crash mid-write never leaves half a state file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state.dump(), indent=2) + "\n")
-    tmp.replace(path)
-
-
-@contextlib.contextmanager
-def _exclusive(state_path: Path) -> Iterator[None]:
-    """One reconcile per state file at a time: a second one fails instead of running twice."""
-    lock = state_path.with_name(state_path.name + ".lock")
-    if state_path.is_dir():
-        raise CratekeeperError(f"--state {state_path} is a directory; give a file path")
-    try:
-        handle = lock.open("a")
-    except OSError as exc:
-        raise CratekeeperError(
-            f"cannot use the state file {state_path}: {exc.strerror}; "
-            "give --state a path in an existing, writable directory"
-        ) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CratekeeperError(
-                f"another cratekeeper reconcile is using {state_path}; wait for it to finish"
-            ) from None
-        yield
-
-
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     state_path = Path(args.state)
-    with _exclusive(state_path):
+    with exclusive(state_path):
         return _reconcile_locked(args, state_path)
 
 
 def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
     settings = _settings(args)
-    state = _load_state(state_path)
+    state = load_state(state_path)
     start = time.monotonic()
 
     def progress(message: str) -> None:
@@ -165,7 +121,7 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
         ref=ref,
     )
     outcome = asyncio.run(reconcile(revision, state, ctx, progress))
-    _save_state(state_path, record(state, outcome))
+    save_state(state_path, record(state, outcome))
     if outcome.up_to_date or outcome.succeeded:
         progress(f"applied {revision.sha[:12]}; state in {state_path}")
         return 0

@@ -7,9 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from controller.errors import Problem, WorkspaceError
+from controller.cli.state import load_state
+from controller.errors import CratekeeperError, Problem, WorkspaceError
 from controller.plan import applied_from, plan
-from controller.report import format_plan, format_promotions, plan_document, promotion_matrix
+from controller.report import (
+    format_plan,
+    format_promotions,
+    format_status,
+    plan_document,
+    promotion_matrix,
+)
 from controller.source import local_revision
 from controller.tree import DirectoryTree, read_text
 from controller.validate import validate_tree
@@ -81,6 +88,21 @@ def _cmd_promotions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    path = Path(args.state)
+    if not path.is_file():
+        raise CratekeeperError(
+            f"no state file at {path}: run `cratekeeper reconcile --state {path}` first "
+            "(for the operator's workspaces: kubectl get workspaces)"
+        )
+    status = load_state(path)
+    if args.output == "json":
+        print(json.dumps(status.dump(), indent=2))
+    else:
+        print(format_status(status, args.history))
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register validate, plan and promotions."""
     p = sub.add_parser(
@@ -102,3 +124,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("paths", nargs="+", metavar="PATH", help="workspace folders, in order")
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_promotions)
+
+    p = sub.add_parser("status", help="where a workspace applied by `reconcile` stands")
+    p.add_argument("--state", default="cratekeeper-state.json", help="the reconcile state file")
+    p.add_argument("--history", type=int, default=5, help="history entries shown")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=_cmd_status)

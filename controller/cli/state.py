@@ -1,0 +1,54 @@
+"""The state file of ``cratekeeper reconcile``: the Workspace status, kept in a JSON file."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from controller.api.status import WorkspaceStatus
+from controller.errors import CratekeeperError, Problem, WorkspaceError
+
+
+def load_state(path: Path) -> WorkspaceStatus:
+    """The recorded status (empty when the file does not exist yet)."""
+    if not path.exists():
+        return WorkspaceStatus()
+    try:
+        return WorkspaceStatus.model_validate_json(path.read_text())
+    except ValueError as exc:
+        raise WorkspaceError(
+            [Problem(str(path), None, f"not a cratekeeper state file ({exc.__class__.__name__})")]
+        ) from None
+
+
+def save_state(path: Path, state: WorkspaceStatus) -> None:
+    """Write atomically: a crash mid-write never leaves half a state file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state.dump(), indent=2) + "\n")
+    tmp.replace(path)
+
+
+@contextlib.contextmanager
+def exclusive(state_path: Path) -> Iterator[None]:
+    """One reconcile per state file at a time: a second one fails instead of running twice."""
+    lock = state_path.with_name(state_path.name + ".lock")
+    if state_path.is_dir():
+        raise CratekeeperError(f"--state {state_path} is a directory; give a file path")
+    try:
+        handle = lock.open("a")
+    except OSError as exc:
+        raise CratekeeperError(
+            f"cannot use the state file {state_path}: {exc.strerror}; "
+            "give --state a path in an existing, writable directory"
+        ) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CratekeeperError(
+                f"another cratekeeper reconcile is using {state_path}; wait for it to finish"
+            ) from None
+        yield
