@@ -1,24 +1,38 @@
-"""The operator's pure parts: webhook signatures, status patches, backoff, Secret files, metrics."""
+"""The operator's parts on their own: webhook signatures, status patches, backoff, Secret files,
+metrics, and the worker's loop with its fetch and pipeline replaced."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import copy
 import hashlib
 import hmac
 import stat
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from controller.api.spec import WorkspaceSpec
 from controller.api.status import WorkspaceStatus
+from controller.errors import CratekeeperError, RunError
 from controller.operator.config import OperatorConfig
+from controller.operator.kubeapi import Connection, KubeApi, KubeApiError, secret_data
 from controller.operator.metrics import OperatorMetrics
-from controller.operator.secrets import SecretNotFoundError, secret_files
-from controller.operator.webhook import verify
-from controller.operator.worker import failed_status, merge_patch
+from controller.operator.secrets import SecretInvalidError, SecretNotFoundError, secret_files
+from controller.operator.state import WEBHOOK_SECRET_ANNOTATION, OperatorState
+from controller.operator.stored import failed_status, merge_patch
+from controller.operator.webhook import verify, webhook_app
+from controller.operator.worker import Shared, WorkspaceWorker
 from controller.secrets import AgeKeys
+from controller.settings import Settings
+from controller.source import Revision
+from controller.status import ReconcileOutcome
 
 SECRET = b"s3cret"
 BODY = b'{"ref": "refs/heads/main"}'
@@ -159,7 +173,268 @@ def test_metrics_are_exposed_from_their_own_registry() -> None:
     assert "cratekeeper_pull_errors_total" in text
     assert "cratekeeper_last_successful_apply_timestamp_seconds" in text
     assert "python_gc" not in text  # not the global registry
+    metrics.runs.labels("ns", "other", "Failed").inc()
     metrics.forget("ns", "ws")
-    assert "cratekeeper_last_successful_apply_timestamp_seconds{" not in (
-        metrics.exposition().decode()
-    )
+    text = metrics.exposition().decode()
+    assert 'name="ws"' not in text  # every series of the deleted Workspace is gone
+    assert 'cratekeeper_runs_total{name="other",namespace="ns",result="Failed"} 1.0' in text
+
+
+def test_a_secret_value_that_is_not_base64_names_the_key_not_the_value() -> None:
+    body = {"data": {"token": base64.b64encode(b"fine").decode(), "broken": "s3cr3t-value"}}
+    with pytest.raises(SecretInvalidError) as caught:
+        secret_data("ns", "hook", body)
+    assert "ns/hook" in str(caught.value) and "'broken'" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
+    assert secret_data("ns", "hook", {"data": {"token": "Zm9v"}}) == {"token": b"foo"}
+
+
+def test_a_passphrase_that_is_not_utf8_names_the_secret_not_the_value() -> None:
+    async def scenario() -> None:
+        ws = WorkspaceSpec.model_validate(
+            {
+                "source": {"url": "https://git.example/ws.git"},
+                "decryption": {"secretRef": {"name": "age"}},
+            }
+        )
+        reader = Secrets({"ns/age": {"passphrase": b"\xffs3cr3t\xfe"}})
+        async with secret_files(reader, "ns", ws, AgeKeys()):
+            pass  # pragma: no cover
+
+    with pytest.raises(SecretInvalidError) as caught:
+        asyncio.run(scenario())
+    message = str(caught.value)
+    assert "ns/age" in message and "passphrase" in message and "s3cr3t" not in message
+    assert caught.value.reason == "SecretInvalid"
+
+
+# --- the worker's loop, with the fetch and the pipeline replaced -----------------------------
+
+SHA = "a" * 40
+
+
+class FakeApi:
+    """The status subresource as the API server keeps it; chosen patch calls fail (HTTP 500)."""
+
+    def __init__(self, fail: set[int] | None = None) -> None:
+        self.status: dict[str, Any] = {}
+        self.version = 10
+        self.calls = 0
+        self.fail = fail or set()
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        return None
+
+    async def patch_status(
+        self, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        self.calls += 1
+        if self.calls in self.fail:
+            raise KubeApiError(f"patching the status of Workspace {namespace}/{name}: HTTP 500")
+        for key, value in patch.items():
+            if value is None:
+                self.status.pop(key, None)
+            else:
+                self.status[key] = copy.deepcopy(value)
+        self.version += 1
+        return {"metadata": {"resourceVersion": str(self.version)}, "status": dict(self.status)}
+
+
+class Loop:
+    """A worker whose fetch finds ``head`` and whose pipeline succeeds (or fails with
+    ``error``), counting real runs: calls that are not a no-op."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, api: FakeApi) -> None:
+        self.api = api
+        self.head = SHA
+        self.error: CratekeeperError | None = None
+        self.fetch_error: Exception | None = None
+        self.runs = 0
+        self.events: list[tuple[str, str, str]] = []
+        self.logs: list[str] = []
+        self.body: dict[str, Any] = {
+            "metadata": {"generation": 1, "resourceVersion": "1", "annotations": {}},
+            "spec": {"source": {"url": "https://git.example/ws.git", "interval": "1h"}},
+        }
+        monkeypatch.setattr("controller.operator.worker.fetch", self._fetch)
+        monkeypatch.setattr("controller.operator.worker.reconcile", self._reconcile)
+        self.shared = Shared(
+            settings=Settings(cache_dir=tmp_path / "cache"),
+            config=OperatorConfig(retry_base=100, retry_max=1000),
+            api=api,
+            metrics=OperatorMetrics(),
+            runner_factory=lambda namespace, name, spec: _Runner(),
+        )
+        self.worker = WorkspaceWorker(
+            "ns",
+            "ws",
+            self.shared,
+            lambda: copy.deepcopy(self.body),
+            lambda *event: self.events.append(event),
+            self.logs.append,
+        )
+
+    def _fetch(self, *args: Any, **kwargs: Any) -> Revision:
+        if self.fetch_error is not None:
+            raise self.fetch_error
+        return Revision(self.head, "subject", "author", datetime.now(UTC), None)
+
+    async def _reconcile(
+        self, revision: Revision, status: WorkspaceStatus, ctx: Any, progress: Any
+    ) -> ReconcileOutcome:
+        now = datetime.now(UTC)
+        done = {"revision": revision.sha, "subject": "s", "author": "a", "action": "deploy"}
+        if status.last_applied_revision == revision.sha:
+            return ReconcileOutcome(**done, started=now, finished=now, up_to_date=True)
+        self.runs += 1
+        ref = SimpleNamespace(name="registry.example/app", tag="1.0.0")
+        await ctx.runner.run(SimpleNamespace(block="app", action="deploy", ref=ref))
+        return ReconcileOutcome(**done, started=now, finished=now, error=self.error)
+
+
+class _Runner:
+    async def run(self, request: Any, on_output: Any = None) -> None:
+        return None
+
+
+def test_a_result_the_api_refused_is_stored_before_anything_runs_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loop = Loop(monkeypatch, tmp_path, FakeApi(fail={2}))  # 1: run started, 2: the result
+
+    async def scenario() -> None:
+        with pytest.raises(KubeApiError):
+            await loop.worker.tick()
+        assert loop.runs == 1 and "lastAppliedRevision" not in loop.api.status
+        await loop.worker.tick()  # writes the pending result first: the revision is applied
+        await loop.worker.tick()
+
+    asyncio.run(scenario())
+    assert loop.runs == 1  # never a second run of a revision recorded as applied
+    assert loop.api.status["lastAppliedRevision"] == SHA
+    assert [reason for _, reason, _ in loop.events].count("RunSucceeded") == 1
+
+
+def test_a_failed_run_started_write_does_not_fail_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loop = Loop(monkeypatch, tmp_path, FakeApi(fail={1}))
+    asyncio.run(loop.worker.tick())
+    assert loop.runs == 1 and loop.api.status["lastAppliedRevision"] == SHA
+    assert any("started" in line and "HTTP 500" in line for line in loop.logs)
+
+
+def test_a_push_does_not_cut_a_failing_revisions_backoff_short_a_new_commit_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loop = Loop(monkeypatch, tmp_path, FakeApi())
+    loop.error = RunError("app deploy failed at task 'x'")
+    state = OperatorState(loop.shared, KubeApi())
+    state.workers["ns", "ws"] = loop.worker
+
+    async def scenario() -> None:
+        await loop.worker.tick()
+        assert loop.runs == 1
+        assert state.trigger("ns", "ws")  # a push (to any branch): no retry before the backoff
+        await loop.worker.tick()
+        assert loop.runs == 1
+        loop.worker.wake(force=True)  # the requested-at annotation: a person asked
+        await loop.worker.tick()
+        assert loop.runs == 2
+        loop.head = "b" * 40  # a new commit supersedes the pending retry at once
+        assert state.trigger("ns", "ws")
+        await loop.worker.tick()
+        assert loop.runs == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_status_edited_by_a_person_is_adopted_a_stale_watch_is_not(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loop = Loop(monkeypatch, tmp_path, FakeApi())
+
+    async def scenario() -> None:
+        await loop.worker.tick()
+        assert loop.runs == 1
+        calls = loop.api.calls
+        await loop.worker.tick()  # the watch has not brought our write back yet: no-op
+        assert (loop.runs, loop.api.calls) == (1, calls)
+        # kubectl edit --subresource=status: a newer body without the applied revision
+        loop.body["status"] = {}
+        loop.body["metadata"]["resourceVersion"] = str(loop.api.version + 5)
+        await loop.worker.tick()
+        assert loop.runs == 2
+
+    asyncio.run(scenario())
+
+
+def test_an_unexpected_error_is_reported_without_its_message_and_the_loop_lives_on(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loop = Loop(monkeypatch, tmp_path, FakeApi())
+    loop.fetch_error = OSError(28, "No space left on device: token=s3cr3t")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(loop.worker.run())
+        while loop.worker.ticks < 1:
+            assert not task.done(), "the loop died"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert loop.worker.ticks == 1  # backing off (retry_base 100 s), not a hot loop
+        loop.worker.stop()
+        await asyncio.wait_for(task, timeout=5)
+
+    asyncio.run(scenario())
+    ready = next(c for c in loop.api.status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "InternalError")
+    everything = repr(loop.api.status) + repr(loop.events) + repr(loop.logs)
+    assert "s3cr3t" not in everything and "No space" not in everything
+    assert any("OSError" in line for line in loop.logs)
+
+
+class TokenApi(KubeApi):
+    """A connected client whose Secret reads are counted (and can fail as the API does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connect(Connection(server="http://kube.invalid"))
+        self.reads = 0
+        self.down = False
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        self.reads += 1
+        if self.down:
+            raise KubeApiError("cannot reach the Kubernetes API at http://kube.invalid")
+        return {"token": b"t0ken"}
+
+
+def test_the_webhook_answers_a_bare_404_when_the_api_fails_and_caches_tokens(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    loop = Loop(monkeypatch, tmp_path, FakeApi())
+    loop.body["metadata"]["annotations"][WEBHOOK_SECRET_ANNOTATION] = "hook"
+    api = TokenApi()
+    state = OperatorState(loop.shared, api)
+    state.workers["ns", "ws"] = loop.worker
+
+    async def scenario() -> list[int]:
+        codes = []
+        async with TestClient(TestServer(webhook_app(state.webhook_secret, state.trigger))) as c:
+            for token, down in (
+                ("t0ken", True),
+                ("wrong", False),
+                ("wrong", False),
+                ("t0ken", True),
+            ):
+                api.down = down
+                response = await c.post(
+                    "/hook/ns/ws", data=b"{}", headers={"X-Gitlab-Token": token}
+                )
+                assert await response.text() == ""
+                codes.append(response.status)
+        return codes
+
+    # API down: 404 (not 500); then one GET serves the next requests (cached, even when down)
+    assert asyncio.run(scenario()) == [404, 404, 404, 202]
+    assert api.reads == 2

@@ -8,6 +8,7 @@ dicts; nothing from here reaches a log with a Secret's contents.
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import json
 import os
@@ -24,6 +25,7 @@ import yaml
 
 from controller.api.spec import GROUP, PLURAL, VERSION
 from controller.errors import CratekeeperError
+from controller.operator.secrets import SecretInvalidError
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MERGE_PATCH = "application/merge-patch+json"
@@ -209,16 +211,12 @@ class KubeApi:
             return None
         # The message never includes the body: it could hold the Secret's data.
         self._check(status, None, f"reading Secret {namespace}/{name}")
-        data = body.get("data") or {} if isinstance(body, dict) else {}
-        strings = body.get("stringData") or {} if isinstance(body, dict) else {}
-        decoded = {str(k): base64.b64decode(str(v)) for k, v in data.items()}
-        decoded.update({str(k): str(v).encode() for k, v in strings.items()})
-        return decoded
+        return secret_data(namespace, name, body)
 
     async def patch_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any] | None:
-        """Merge-patch the Workspace's status subresource; the stored status, None if gone."""
+        """Merge-patch the Workspace's status subresource; the stored object, None if gone."""
         status, body = await self._request(
             "PATCH",
             workspace_path(namespace, name, "status"),
@@ -228,15 +226,7 @@ class KubeApi:
         if status == 404:
             return None
         self._check(status, body, f"patching the status of Workspace {namespace}/{name}")
-        stored = body.get("status") if isinstance(body, dict) else None
-        return dict(stored) if isinstance(stored, dict) else {}
-
-    async def get_workspace(self, namespace: str, name: str) -> dict[str, Any] | None:
-        status, body = await self._request("GET", workspace_path(namespace, name))
-        if status == 404:
-            return None
-        self._check(status, body, f"reading Workspace {namespace}/{name}")
-        return dict(body) if isinstance(body, dict) else None
+        return dict(body) if isinstance(body, dict) else {}
 
     async def delete_labelled(
         self, api_prefix: str, plural: str, namespace: str, selector: str
@@ -260,6 +250,26 @@ class KubeApi:
             if status != 404:
                 self._check(status, body, f"deleting {plural} {namespace}/{name}")
         return names
+
+
+def secret_data(namespace: str, name: str, body: Any) -> dict[str, bytes]:
+    """The decoded ``data`` and ``stringData`` of Secret ``body``.
+
+    A value that is not base64 raises :class:`SecretInvalidError` naming the key, never the
+    value (it is the secret).
+    """
+    data = body.get("data") or {} if isinstance(body, dict) else {}
+    strings = body.get("stringData") or {} if isinstance(body, dict) else {}
+    decoded = {}
+    for key, value in data.items():
+        try:
+            decoded[str(key)] = base64.b64decode(str(value))
+        except (binascii.Error, ValueError):
+            raise SecretInvalidError(
+                f"Secret {namespace}/{name}: key {key!r} is not valid base64"
+            ) from None
+    decoded.update({str(k): str(v).encode() for k, v in strings.items()})
+    return decoded
 
 
 def _json_or_none(text: str) -> Any:

@@ -23,7 +23,8 @@ from controller.settings import Settings
 
 
 def local_runner(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
-    """The default runner until the kubernetes runner is wired: ansible-playbook locally."""
+    """The ``local`` runner (``CRATEKEEPER_RUNNER=local``): ansible-playbook in this process's
+    environment; :mod:`controller.operator.runners` picks the runner from the settings."""
     return LocalRunner()
 
 
@@ -61,7 +62,9 @@ class Operator:
                 api=self.api,
                 metrics=self.metrics,
                 runner_factory=runner_factory,
-                base_keys=AgeKeys.from_sources(settings.age_identity_file, settings.age_identity),
+                base_keys=AgeKeys.from_sources(
+                    settings.age_identity_file, settings.age_identity, settings.age_passphrase
+                ),
                 slots=asyncio.Semaphore(self.config.max_concurrent_runs),
             ),
             self.api,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 _LABELS = ("namespace", "name")
 
@@ -49,10 +49,28 @@ class OperatorMetrics:
             registry=self.registry,
         )
 
+    def _labelled(self) -> list[tuple[MetricWrapperBase, tuple[str, ...]]]:
+        return [
+            (self.reconcile_duration, _LABELS),
+            (self.runs, (*_LABELS, "result")),
+            (self.last_applied, _LABELS),
+            (self.fetch_errors, (*_LABELS, "reason")),
+            (self.pull_errors, (*_LABELS, "reason")),
+        ]
+
     def forget(self, namespace: str, name: str) -> None:
-        """Drop the per-workspace gauge of a deleted Workspace."""
-        with contextlib.suppress(KeyError):
-            self.last_applied.remove(namespace, name)
+        """Drop every series of a deleted Workspace, so its counters do not linger forever."""
+        for metric, names in self._labelled():
+            series = {
+                tuple(sample.labels[n] for n in names)
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("namespace") == namespace
+                and sample.labels.get("name") == name
+                and all(n in sample.labels for n in names)
+            }
+            for values in series:
+                metric.remove(*values)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

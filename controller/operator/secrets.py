@@ -35,6 +35,12 @@ class SecretNotFoundError(CratekeeperError):
     reason = "SecretNotFound"
 
 
+class SecretInvalidError(CratekeeperError):
+    """A Secret named in the Workspace's spec holds a value that cannot be used as it is."""
+
+    reason = "SecretInvalid"
+
+
 class SecretReader(Protocol):
     async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
 
@@ -127,11 +133,18 @@ async def secret_files(
                     f"Secret {namespace}/{name} (spec.decryption.secretRef) has neither an "
                     f"age identity ({', '.join(AGE_IDENTITY_KEYS)}) nor a passphrase key"
                 )
+            try:
+                text = passphrase.decode().strip() if passphrase else None
+            except UnicodeDecodeError:
+                raise SecretInvalidError(
+                    f"Secret {namespace}/{name} (spec.decryption.secretRef): key "
+                    f"{AGE_PASSPHRASE_KEY!r} is not UTF-8 text"
+                ) from None
             own = AgeKeys.from_sources(
                 identity_file=_write_private(directory, "identity", data[identity])
                 if identity
                 else None,
-                passphrase=passphrase.decode().strip() if passphrase else None,
+                passphrase=text,
             )
             keys = AgeKeys(
                 base_keys.identities + own.identities, own.passphrase or base_keys.passphrase

@@ -5,10 +5,12 @@ Kopf-free, so the handlers stay a thin mapping and this part can be tested on it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 from controller.api.spec import GROUP
+from controller.errors import CratekeeperError
 from controller.operator.kubeapi import KubeApi
 from controller.operator.webhook import TOKEN_KEY
 from controller.operator.worker import EventSink, Shared, WorkspaceWorker
@@ -16,6 +18,8 @@ from controller.runners.kubernetes import MANAGED_BY, label_value
 
 WEBHOOK_SECRET_ANNOTATION = f"{GROUP}/webhook-secret"
 WORKSPACE_LABEL = f"{GROUP}/workspace"
+TOKEN_TTL = 30.0
+"""Seconds a webhook token is kept, so unauthenticated requests do not each cost a GET."""
 
 Key = tuple[str, str]
 
@@ -33,6 +37,8 @@ class OperatorState:
         self.api = api
         self.workers: dict[Key, WorkspaceWorker] = {}
         self.watching = False
+        # (namespace, name) -> (Secret name, token or None, when it expires)
+        self._tokens: dict[Key, tuple[str, bytes | None, float]] = {}
 
     def ready(self) -> bool:
         return self.watching and self.api.connected
@@ -53,6 +59,7 @@ class OperatorState:
         key = (worker.namespace, worker.name)
         if self.workers.get(key) is worker:
             del self.workers[key]
+            self._tokens.pop(key, None)
 
     def observe(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         worker = self.workers.get((namespace, name))
@@ -60,24 +67,37 @@ class OperatorState:
             worker.observe(body)
 
     def trigger(self, namespace: str, name: str) -> bool:
-        """Reconcile now (a webhook push); False when no worker serves that Workspace."""
+        """Reconcile now (a webhook push); False when no worker serves that Workspace.
+
+        Not forced: a push (to any branch) must not cut a failing revision's backoff short;
+        a new commit supersedes the pending retry anyway (it is keyed on the commit).
+        """
         worker = self.workers.get((namespace, name))
         if worker is None:
             return False
-        worker.wake(force=True)
+        worker.wake(force=False)
         return True
 
     async def webhook_secret(self, namespace: str, name: str) -> bytes | None:
-        """The token of the Workspace's webhook Secret; None when there is none to check."""
-        worker = self.workers.get((namespace, name))
+        """The token of the Workspace's webhook Secret; None when there is none to check
+        (or the API cannot say: the receiver answers the same bare 404)."""
+        key = (namespace, name)
+        worker = self.workers.get(key)
         if worker is None or not self.api.connected:
             return None
         secret_name = worker.annotation(WEBHOOK_SECRET_ANNOTATION)
         if not secret_name:
             return None
-        data = await self.api.read_secret(namespace, secret_name)
-        token = (data or {}).get(TOKEN_KEY, b"").strip()
-        return token or None
+        cached = self._tokens.get(key)
+        if cached is not None and cached[0] == secret_name and cached[2] > time.monotonic():
+            return cached[1]
+        try:
+            data = await self.api.read_secret(namespace, secret_name)
+        except CratekeeperError:
+            return None  # not cached: the next push asks again
+        token = (data or {}).get(TOKEN_KEY, b"").strip() or None
+        self._tokens[key] = (secret_name, token, time.monotonic() + TOKEN_TTL)
+        return token
 
     async def cleanup(self, namespace: str, name: str) -> list[str]:
         """Delete the Jobs and Secrets the Workspace's runs left; what was deleted."""

@@ -7,8 +7,9 @@ The Workspace names its webhook Secret in the annotation ``cratekeeper.dev/webho
 - Gitea/Forgejo: ``X-Gitea-Signature: <hex HMAC-SHA256 of the body>``
 - GitLab: ``X-Gitlab-Token: <the token>``
 
-Everything else (unknown Workspace, no Secret, wrong or missing signature) gets the same bare
-404, so the endpoint tells an attacker nothing about which Workspaces exist.
+Everything else (unknown Workspace, no Secret, wrong or missing signature, the Kubernetes API
+failing while the Secret is read) gets the same bare 404, so the endpoint tells an attacker
+nothing about which Workspaces exist.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ annotation, a webhook push).
 Rules it keeps (DESIGN §4): one run per workspace at a time (the loop is serial) and a global
 limit across workspaces (a shared semaphore); a failed revision is retried with capped
 exponential backoff, a stalled one (invalid workspace) only when a new commit, a spec change
-or a forced reconcile arrives; a new commit supersedes a pending retry at once.
+or a forced reconcile arrives; a new commit supersedes a pending retry at once (the bookkeeping
+is :mod:`controller.operator.retry`). A result that could not be stored stays pending in memory
+and is written before anything else happens, so a revision recorded as applied never runs again.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from pydantic import ValidationError
 from controller.api.spec import REQUESTED_AT, WorkspaceSpec, parse_duration
 from controller.api.status import WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError
+from controller.operator import stored
 from controller.operator.config import OperatorConfig
 from controller.operator.metrics import OperatorMetrics
+from controller.operator.retry import Retries
 from controller.operator.secrets import RunSecrets, SecretReader, secret_files
 from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
 from controller.registry import RegistryClient, RegistryOptions
@@ -52,7 +56,9 @@ class EventSink(Protocol):
 class StatusWriter(SecretReader, Protocol):
     async def patch_status(
         self, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any] | None: ...
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status; the stored object (None: it is gone)."""
+        ...
 
 
 @dataclass
@@ -68,26 +74,7 @@ class Shared:
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
 
 
-@dataclass
-class Retry:
-    """A failure waiting for its retry (``revision`` None: the fetch itself failed)."""
-
-    revision: str | None
-    generation: int | None
-    attempts: int
-    due: float
-    stalled: bool
-
-
-def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """The RFC 7386 patch turning status ``old`` into ``new`` (top-level keys; empty: equal).
-
-    Keys ``new`` lacks are deleted, so anything not in our schema (Kopf's own fields, fields
-    of older versions) disappears from ``.status``.
-    """
-    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
-    patch.update({k: None for k in old if k not in new})
-    return patch
+INTERNAL_ERROR = "an internal error interrupted the reconcile; the operator's log names it"
 
 
 def git_ref(spec: WorkspaceSpec) -> GitRef:
@@ -97,37 +84,6 @@ def git_ref(spec: WorkspaceSpec) -> GitRef:
     if ref.tag:
         return GitRef.tag(ref.tag)
     return GitRef.branch(ref.branch or "main")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _status_of(raw: Any) -> WorkspaceStatus:
-    try:
-        return WorkspaceStatus.model_validate(raw or {})
-    except ValidationError:
-        return WorkspaceStatus()  # not ours (or hand-edited): start over rather than crash
-
-
-def failed_status(
-    status: WorkspaceStatus, reason: str, message: str, generation: int | None, stalled: bool
-) -> WorkspaceStatus:
-    """Conditions after a failure that happened before any revision could be attempted
-    (a fetch, a Secret, the spec); revisions, blocks and history stay as they are."""
-    now = _now()
-    conds = set_condition(status.conditions, "Ready", "False", reason, message, now, generation)
-    conds = set_condition(
-        conds,
-        "Stalled",
-        "True" if stalled else "False",
-        reason,
-        "fix the Workspace's spec" if stalled else "",
-        now,
-        generation,
-    )
-    conds = set_condition(conds, "Reconciling", "False", "Idle", "", now, generation)
-    return status.model_copy(update={"conditions": conds, "observed_generation": generation})
 
 
 class _AnnouncingRunner:
@@ -171,10 +127,14 @@ class WorkspaceWorker:
         self._wake = asyncio.Event()
         self._forced = False
         self._stopping = False
-        self._retry: Retry | None = None
+        self._retries = Retries(shared.config.backoff)
         self.ticks = 0  # completed ticks (for tests and debugging)
-        # The status as we last stored it: the watch may not have brought it back yet.
+        # The status as we last stored it (and its resourceVersion): the watch may not have
+        # brought it back yet.
         self._written: dict[str, Any] | None = None
+        self._written_version: int | None = None
+        # A status (and its events) the API did not take yet: written before anything else.
+        self._pending: tuple[WorkspaceStatus, Sequence[Event]] | None = None
         body = snapshot()
         self._generation = body.get("metadata", {}).get("generation")
         self._requested = self._requested_at(body)
@@ -192,7 +152,7 @@ class WorkspaceWorker:
         return str(value) if value is not None else None
 
     def wake(self, *, force: bool) -> None:
-        """Reconcile now; ``force`` also skips a pending retry's backoff."""
+        """Reconcile now; ``force`` (a person asked) also skips a pending retry's backoff."""
         self._forced = self._forced or force
         self._wake.set()
 
@@ -219,12 +179,24 @@ class WorkspaceWorker:
         while not self._stopping:
             try:
                 delay = await self.tick()
+                self._retries.loop_succeeded()
             except CratekeeperError as exc:  # the Kubernetes API failed: try again later
                 self._log(f"reconcile of {self.namespace}/{self.name} failed: {exc}")
-                delay = self._shared.config.backoff(2)
+                delay = self._retries.loop_failed()
+            except Exception as exc:  # a bug or the host (disk full): the daemon must live on
+                # Only the type: the message could hold a Secret's contents.
+                self._log(
+                    f"reconcile of {self.namespace}/{self.name} failed: internal error "
+                    f"{type(exc).__name__}"
+                )
+                await self._internal_error()
+                delay = self._retries.loop_failed()
             self.ticks += 1
             if not self._stopping:
                 await self._sleep(delay)
+        if self._pending is not None:  # a last try, or the next operator runs it again
+            with contextlib.suppress(CratekeeperError):
+                await self._write(*self._pending, flush=True)
 
     async def _sleep(self, delay: float | None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -232,31 +204,30 @@ class WorkspaceWorker:
         self._wake.clear()
 
     def _stored(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        if self._written is not None:
-            return self._written
-        return dict(body.get("status") or {})
+        return stored.stored_status(body, self._written, self._written_version)
 
     async def tick(self) -> float | None:
         """One pass; the seconds until the next one (None: only when woken)."""
         self._wake.clear()
+        if self._pending is not None:  # never reconcile on top of a result not yet stored
+            await self._write(*self._pending, flush=True)
         body = self._snapshot()
         generation = body.get("metadata", {}).get("generation")
         forced, self._forced = self._forced, False
-        status = _status_of(self._stored(body))
+        status = stored.status_of(self._stored(body))
         try:
             spec = WorkspaceSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             message = "invalid spec: " + "; ".join(
                 f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
-            new = failed_status(status, "InvalidSpec", message, generation, stalled=True)
+            new = stored.failed_status(status, "InvalidSpec", message, generation, stalled=True)
             await self._write(new, [("Warning", "InvalidSpec", message)])
             return None
         if spec.suspend:
             return None  # suspended: no runs and no writes; a spec change wakes us
         interval = parse_duration(spec.source.interval)
-        if self._retry is not None and (forced or self._retry.generation != generation):
-            self._retry = None  # a forced reconcile or a spec change retries at once
+        self._retries.drop(forced=forced, generation=generation)
         async with self._shared.slots:
             return await self._attempt(spec, status, generation, interval)
 
@@ -269,21 +240,18 @@ class WorkspaceWorker:
         try:
             async with secret_files(shared.api, self.namespace, spec, shared.base_keys) as secrets:
                 revision = await self._fetch(spec, status, secrets)
-                retry = self._retry
-                if retry is not None and retry.revision == revision.sha:
-                    if retry.stalled:
-                        return interval  # only a new commit (or a forced run) helps
-                    if time.monotonic() < retry.due:
-                        return min(interval, retry.due - time.monotonic())
+                wait = self._retries.wait(revision.sha, interval)
+                if wait is not None:
+                    return wait
                 outcome = await self._reconcile(spec, revision, status, secrets)
         except CratekeeperError as exc:
             shared.metrics.fetch_errors.labels(*labels, exc.reason).inc()
-            delay = self._failed(None, generation, stalled=False)
-            new = failed_status(status, exc.reason, str(exc), generation, stalled=False)
+            delay = self._retries.failed(None, generation, stalled=False)
+            new = stored.failed_status(status, exc.reason, str(exc), generation, stalled=False)
             await self._write(new, [("Warning", exc.reason, str(exc))])
             return min(interval, delay)
         if outcome.up_to_date:
-            self._retry = None
+            self._retries.clear()
             await self._write(record(status, outcome, spec.history_limit, generation))
             return interval
         shared.metrics.reconcile_duration.labels(*labels).observe(time.monotonic() - started)
@@ -326,20 +294,21 @@ class WorkspaceWorker:
                 "True",
                 "Progressing",
                 f"applying revision {revision.sha[:12]}",
-                _now(),
+                datetime.now(UTC),
                 status.observed_generation,
             )
-            await self._write(
-                status.model_copy(update={"conditions": conds}),
-                [
-                    (
-                        "Normal",
-                        "RunStarted",
-                        f"applying revision {revision.sha[:12]}: {request.block} "
-                        f"{request.action} ({request.ref.name}:{request.ref.tag})",
-                    )
-                ],
+            message = (
+                f"applying revision {revision.sha[:12]}: {request.block} "
+                f"{request.action} ({request.ref.name}:{request.ref.tag})"
             )
+            try:
+                await self._write(
+                    status.model_copy(update={"conditions": conds}),
+                    [("Normal", "RunStarted", message)],
+                )
+            except CratekeeperError as exc:  # advisory: the run goes on, its result counts
+                self._pending = None
+                self._log(f"cannot record that {self.namespace}/{self.name} started: {exc}")
 
         registry = RegistryClient(
             RegistryOptions.from_settings(shared.settings, docker_config=secrets.docker_config)
@@ -367,7 +336,7 @@ class WorkspaceWorker:
         shared = self._shared
         labels = (self.namespace, self.name)
         # On top of what is stored now: the run-start write may have moved Reconciling.
-        base = _status_of(self._stored(self._snapshot()))
+        base = stored.status_of(self._stored(self._snapshot()))
         new = record(base, outcome, spec.history_limit, generation)
         recorded = bool(outcome.runs or outcome.error or outcome.removed)  # record() adds one
         entry = new.history[0] if recorded and new.history else None
@@ -375,7 +344,7 @@ class WorkspaceWorker:
         short = outcome.revision[:12]
         events: list[Event]
         if outcome.succeeded:
-            self._retry = None
+            self._retries.clear()
             if outcome.runs:
                 shared.metrics.runs.labels(*labels, "Succeeded").inc()
             shared.metrics.last_applied.labels(*labels).set(outcome.finished.timestamp())
@@ -389,7 +358,7 @@ class WorkspaceWorker:
                 shared.metrics.pull_errors.labels(*labels, reason).inc()
             shared.metrics.runs.labels(*labels, entry.result if entry else "Failed").inc()
             stalled = reason in STALLING_REASONS
-            delay = min(interval, self._failed(outcome.revision, generation, stalled))
+            delay = min(interval, self._retries.failed(outcome.revision, generation, stalled))
             message = str(error) if error else (entry.message if entry else "")
             kind = "ValidationFailed" if stalled else "RunFailed"
             detail = f" ({changes})" if changes else ""
@@ -397,21 +366,43 @@ class WorkspaceWorker:
         await self._write(new, events)
         return delay
 
-    def _failed(self, revision: str | None, generation: int | None, stalled: bool) -> float:
-        """Remember a failure; the seconds until its retry is due."""
-        previous = self._retry
-        attempts = previous.attempts + 1 if previous and previous.revision == revision else 1
-        delay = self._shared.config.backoff(attempts)
-        self._retry = Retry(revision, generation, attempts, time.monotonic() + delay, stalled)
-        return delay
-
-    async def _write(self, new: WorkspaceStatus, events: Sequence[Event] = ()) -> None:
-        """Patch the status when it differs from what is stored; post ``events`` only then."""
-        stored = self._stored(self._snapshot())
-        patch = merge_patch(stored, new.dump())
-        if not patch:
+    async def _internal_error(self) -> None:
+        """Ready=False, reason InternalError, unless a recorded result still waits to be stored
+        (it must not be replaced); best effort."""
+        if self._pending is not None:
             return
+        body = self._snapshot()
+        generation = body.get("metadata", {}).get("generation")
+        status = stored.status_of(self._stored(body))
+        new = stored.failed_status(status, "InternalError", INTERNAL_ERROR, generation, False)
+        try:
+            await self._write(new, [("Warning", "InternalError", INTERNAL_ERROR)])
+        except Exception as exc:
+            self._pending = None
+            self._log(f"cannot record the internal error: {type(exc).__name__}")
+
+    async def _write(
+        self, new: WorkspaceStatus, events: Sequence[Event] = (), *, flush: bool = False
+    ) -> None:
+        """Patch the status when it differs from what is stored; post ``events`` only then.
+
+        When the patch fails, ``new`` stays pending: the next tick writes it first (``flush``;
+        its events are due even when the failed patch was stored after all).
+        """
+        current = self._stored(self._snapshot())
+        patch = stored.merge_patch(current, new.dump())
+        if not patch:
+            self._pending = None
+            for kind, reason, message in events if flush else ():
+                self._events(kind, reason, message)
+            return
+        self._pending = (new, tuple(events))
         result = await self._shared.api.patch_status(self.namespace, self.name, patch)
-        self._written = result if result is not None else dict(new.dump())
+        self._pending = None
+        if result is None:  # the Workspace is gone
+            self._written, self._written_version = dict(new.dump()), None
+        else:
+            self._written = dict(result.get("status") or {})
+            self._written_version = stored.resource_version(result)
         for kind, reason, message in events:
             self._events(kind, reason, message)
