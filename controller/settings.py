@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         default=None,
         description="Where workspaces are exported and blocks pulled for a run (default: $TMPDIR).",
     )
+    allow_local_sources: bool = Field(
+        default=False,
+        description="Let `run` fetch file:// and path URLs (the demo, tests). Off: a Workspace "
+        "could otherwise read any repository on the controller's disk, another tenant's cache "
+        "included.",
+    )
     max_block_size: int = Field(
         default=50 * 1024 * 1024,
         description="Largest unpacked block archive accepted from a registry, in bytes.",

@@ -148,7 +148,11 @@ def namespace(kube_emulator: KubeEmulator) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, oci_registry: Registry) -> Settings:
-    return Settings(cache_dir=tmp_path / "cache", insecure_registries=[oci_registry.host])
+    return Settings(
+        cache_dir=tmp_path / "cache",
+        insecure_registries=[oci_registry.host],
+        allow_local_sources=True,  # the tests' repositories are file:// URLs
+    )
 
 
 @contextlib.asynccontextmanager
@@ -714,3 +718,28 @@ def test_suspend_stops_runs_and_delete_removes_what_runs_left(
     assert kube_emulator.get("v1/secrets", "ws-kube", namespace=namespace) is None
     assert kube_emulator.get("v1/secrets", "other", namespace=namespace) is not None
     assert kube_emulator.get("v1/secrets", "not-ours", namespace=namespace) is not None
+
+
+def test_a_file_url_is_refused_unless_local_sources_are_allowed(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+) -> None:
+    """A Workspace must not read repositories on the controller's disk (another tenant's
+    cache included) in a real cluster."""
+    staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
+    strict = settings.model_copy(update={"allow_local_sources": False})
+
+    async def scenario() -> None:
+        async with running(strict, kubeconfig, namespace):
+            kube_emulator.create(WORKSPACES, workspace("local", staging.url), namespace)
+            status = await until_status(
+                kube_emulator, namespace, "local", failed_with("GitFetchFailed"), timeout=20
+            )
+            assert "path on the controller's own disk" in ready(status)["message"]
+            assert "history" not in status or status["history"] == []
+
+    asyncio.run(scenario())

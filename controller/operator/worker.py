@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from controller.api.spec import REQUESTED_AT, WorkspaceSpec, parse_duration
 from controller.api.status import WorkspaceStatus
-from controller.errors import CratekeeperError, RegistryError
+from controller.errors import CratekeeperError, RegistryError, SourceError
 from controller.operator import stored
 from controller.operator.config import OperatorConfig
 from controller.operator.metrics import OperatorMetrics
@@ -261,11 +261,19 @@ class WorkspaceWorker:
         self, spec: WorkspaceSpec, status: WorkspaceStatus, secrets: RunSecrets
     ) -> Revision:
         source = spec.source
+        settings = self._shared.settings
+        if not settings.allow_local_sources and _is_local(source.url):
+            raise SourceError(
+                f"spec.source.url {source.url!r} is a path on the controller's own disk; "
+                "use a Git server URL (CRATEKEEPER_ALLOW_LOCAL_SOURCES enables it for demos)"
+            )
         return await asyncio.to_thread(
             fetch,
             source.url,
             git_ref(spec),
-            self._shared.settings.cache_dir / "git",
+            # One cache per namespace: a commit cached for one tenant is never served to
+            # another without a fetch that checks that tenant's own credentials.
+            settings.cache_dir / "git" / self.namespace,
             subpath=source.path,
             auth=secrets.git_auth,
             previous=previous_revision(status, git_ref(spec)),
@@ -406,3 +414,8 @@ class WorkspaceWorker:
             self._written_version = stored.resource_version(result)
         for kind, reason, message in events:
             self._events(kind, reason, message)
+
+
+def _is_local(url: str) -> bool:
+    """A ``file://`` URL (the spec's pattern admits no plain paths)."""
+    return url.lower().startswith("file:")

@@ -280,6 +280,7 @@ async def _run(demo: Demo, registry: Registry, keep: bool) -> None:
         insecure_registries=[registry.host],
         registry_mirrors={SEED_REGISTRY: registry.host},
         age_identity=str(demo.identity),
+        allow_local_sources=True,  # the demo's repositories are file:// URLs
     )
     config = OperatorConfig(
         kubeconfig=demo.management.write_kubeconfig(demo.work / "management.kubeconfig"),
