@@ -16,7 +16,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
@@ -87,6 +87,36 @@ class RunResult:
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded"
+
+    @classmethod
+    def ended(
+        cls,
+        status: RunStatus,
+        events: tuple[TaskCounts, str | None],
+        tail: LogTail,
+        started: datetime,
+        exit_code: int | None,
+        job_name: str | None = None,
+    ) -> RunResult:
+        """The result of a run that ended now: ``events`` as :func:`parse_events` gives them."""
+        counts, failed_task = events
+        return cls(
+            status=status,
+            counts=counts,
+            log_tail=tail.lines,
+            started=started,
+            finished=datetime.now(UTC),
+            exit_code=exit_code,
+            job_name=job_name,
+            failed_task=failed_task,
+        )
+
+
+def process_status(exit_code: int | None, timed_out: bool) -> RunStatus:
+    """A process's outcome: stopped at its deadline, exited 0, or anything else."""
+    if timed_out:
+        return "timedOut"
+    return "succeeded" if exit_code == 0 else "failed"
 
 
 OutputHandler = Callable[[str], None]

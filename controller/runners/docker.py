@@ -40,9 +40,9 @@ from controller.runners.base import (
     LogTail,
     OutputHandler,
     RunResult,
-    RunStatus,
     action_env,
     ansible_command,
+    process_status,
     read_events,
     redactions,
     snapshot_yaml,
@@ -117,20 +117,9 @@ class DockerRunner:
             workspace = await asyncio.to_thread(self._prepare, request, run_dir, kubeconfig)
             spec = self._spec(request, name, run_dir, kubeconfig, path, workspace)
             exit_code, timed_out = await self._supervise(spec, tail, request.timeout)
-            counts, failed_task = read_events(run_dir / "events.jsonl")
-        status: RunStatus = "timedOut" if timed_out else "failed"
-        if not timed_out and exit_code == 0:
-            status = "succeeded"
-        return RunResult(
-            status=status,
-            counts=counts,
-            log_tail=tail.lines,
-            started=started,
-            finished=datetime.now(UTC),
-            exit_code=exit_code,
-            job_name=name,
-            failed_task=failed_task,
-        )
+            events = read_events(run_dir / "events.jsonl")
+        status = process_status(exit_code, timed_out)
+        return RunResult.ended(status, events, tail, started, exit_code, name)
 
     def _prepare(self, request: ActionRequest, run_dir: Path, kubeconfig: Path) -> Path:
         """Lay out the run directory and hand it (and the kubeconfig) to the container user;

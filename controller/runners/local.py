@@ -19,9 +19,9 @@ from controller.runners.base import (
     LogTail,
     OutputHandler,
     RunResult,
-    RunStatus,
     action_env,
     ansible_command,
+    process_status,
     read_events,
     redactions,
     snapshot_yaml,
@@ -92,19 +92,9 @@ class LocalRunner:
             except BaseException:
                 _kill_group(proc)  # cancelled: never leave a playbook running
                 raise
-            counts, failed_task = read_events(events)
-        status: RunStatus = "timedOut" if timed_out else "failed"
-        if not timed_out and proc.returncode == 0:
-            status = "succeeded"
-        return RunResult(
-            status=status,
-            counts=counts,
-            log_tail=tail.lines,
-            started=started,
-            finished=datetime.now(UTC),
-            exit_code=proc.returncode,
-            failed_task=failed_task,
-        )
+            outcome = read_events(events)
+        status = process_status(proc.returncode, timed_out)
+        return RunResult.ended(status, outcome, tail, started, proc.returncode)
 
     @staticmethod
     async def _follow(proc: asyncio.subprocess.Process, tail: LogTail) -> None:

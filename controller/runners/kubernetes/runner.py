@@ -184,17 +184,7 @@ class KubernetesRunner:
                 )
         for note in notes:
             tail.add(note)
-        counts, failed_task = parse_events(message)
-        return RunResult(
-            status=status,
-            counts=counts,
-            log_tail=tail.lines,
-            started=started,
-            finished=datetime.now(UTC),
-            exit_code=exit_code,
-            job_name=name,
-            failed_task=failed_task,
-        )
+        return RunResult.ended(status, parse_events(message), tail, started, exit_code, name)
 
     async def _start(self, request: ActionRequest, name: str, notes: list[str]) -> tuple[Job, bool]:
         """Adopt the run's Job when a previous controller started it, else create it; resume it.
