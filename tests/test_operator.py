@@ -32,13 +32,13 @@ from controller.operator.state import WEBHOOK_SECRET_ANNOTATION
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
 from controller.settings import Settings
+from tests.support.actions import push_app_deploy
 from tests.support.git_servers import GitDaemon, Upstream
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
 from tests.support.oci_registry import Registry
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SEED_NAME = "registry.acme-corp.com/acme/apps/app-deploy"
 DEPLOYMENTS = "apps/v1/deployments"
 RUN_TIMEOUT = 90.0  # bounded waits for anything that runs ansible-playbook
 
@@ -56,26 +56,10 @@ MARKER_PLAYBOOK = """
 # --- blocks in the real registry -----------------------------------------------------------
 
 
-def _push_app(host: str, name: str, versions: tuple[str, ...], tmp: Path) -> str:
-    block_name = f"{host}/acme/apps/{name}"
-    client = RegistryClient(RegistryOptions(insecure_registries=(host,)))
-    for version in versions:
-        block = tmp / f"{name}-{version}"
-        shutil.copytree(EXAMPLES / "blocks" / "app-deploy", block)
-        poly = block / "block.poly"
-        poly.write_text(
-            poly.read_text()
-            .replace(SEED_NAME, block_name)
-            .replace("version: 1.2.0", f"version: {version}")
-        )
-        push_block(block, BlockRef.parse(f"{block_name}:{version}"), client=client)
-    return block_name
-
-
 @pytest.fixture(scope="module")
 def app_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
     """app-deploy 1.1.0 and 1.2.0 in the test registry."""
-    return _push_app(
+    return push_app_deploy(
         oci_registry.host, "app-deploy-op", ("1.1.0", "1.2.0"), tmp_path_factory.mktemp("app")
     )
 
@@ -506,7 +490,7 @@ def test_git_and_registry_outages_are_reported_and_recovered_from(
     forwarders: tuple[Forwarder, Forwarder],
 ) -> None:
     git, registry = forwarders
-    block = _push_app(registry.host, "app-deploy-outage", ("1.1.0", "1.2.0"), tmp_path)
+    block = push_app_deploy(registry.host, "app-deploy-outage", ("1.1.0", "1.2.0"), tmp_path)
     target = f"{namespace}-app"
     kube = kubeconfig.read_text()
 

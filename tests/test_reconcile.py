@@ -16,6 +16,7 @@ from controller.cli import main
 from controller.plan import canonical_json
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
+from tests.support.actions import SEED_NAME, push_app_deploy
 from tests.support.docker_engine import DockerEngine
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import KubeEmulator
@@ -23,35 +24,18 @@ from tests.support.oci_registry import Registry
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NAMESPACE = "acme-app-acme-production-1"
-SEED_NAME = "registry.acme-corp.com/acme/apps/app-deploy"
 
 
 @pytest.fixture(scope="module")
 def block_name(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
     """app-deploy 1.1.0, 1.2.0 and a broken 1.3.0, pushed to the test registry."""
-    name = f"{oci_registry.host}/acme/apps/app-deploy-e2e"
-    client = RegistryClient(RegistryOptions(insecure_registries=(oci_registry.host,)))
-    for version in ("1.1.0", "1.2.0", "1.3.0"):
-        block = tmp_path_factory.mktemp(f"block-{version}")
-        shutil.copytree(EXAMPLES / "blocks" / "app-deploy", block, dirs_exist_ok=True)
-        poly = block / "block.poly"
-        poly.write_text(
-            poly.read_text()
-            .replace(SEED_NAME, name)
-            .replace("version: 1.2.0", f"version: {version}")
-        )
-        if version == "1.3.0":
-            deploy = block / "deploy.yml"
-            deploy.write_text(
-                deploy.read_text().replace(
-                    "  tasks:\n",
-                    "  tasks:\n"
-                    "    - name: Refuse to deploy\n"
-                    "      ansible.builtin.fail: {msg: broken}\n",
-                )
-            )
-        push_block(block, BlockRef.parse(f"{name}:{version}"), client=client, also_latest=False)
-    return name
+    return push_app_deploy(
+        oci_registry.host,
+        "app-deploy-e2e",
+        ("1.1.0", "1.2.0", "1.3.0"),
+        tmp_path_factory.mktemp("blocks"),
+        broken=("1.3.0",),
+    )
 
 
 LEAKY_PLAYBOOK = """

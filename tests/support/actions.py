@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 from controller.refs import BlockRef
+from controller.registry import RegistryClient, RegistryOptions, push_block
 from controller.runners.base import ActionRequest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -53,3 +55,31 @@ HEADER = """\
   vars: {ansible_python_interpreter: "{{ ansible_playbook_python }}"}
   tasks:
 """
+
+
+SEED_NAME = "registry.acme-corp.com/acme/apps/app-deploy"
+REFUSE = "  tasks:\n    - name: Refuse to deploy\n      ansible.builtin.fail: {msg: broken}\n"
+
+
+def push_app_deploy(
+    host: str, name: str, versions: Sequence[str], tmp: Path, *, broken: Sequence[str] = ()
+) -> str:
+    """The example app-deploy block pushed to the registry at ``host`` as
+    ``host/acme/apps/<name>:<version>`` for each version (those in ``broken`` fail their
+    deploy at a task named "Refuse to deploy"); the block's name."""
+    block_name = f"{host}/acme/apps/{name}"
+    client = RegistryClient(RegistryOptions(insecure_registries=(host,)))
+    for version in versions:
+        block = tmp / f"{name}-{version}"
+        shutil.copytree(EXAMPLES / "blocks" / "app-deploy", block)
+        poly = block / "block.poly"
+        poly.write_text(
+            poly.read_text()
+            .replace(SEED_NAME, block_name)
+            .replace("version: 1.2.0", f"version: {version}")
+        )
+        if version in broken:
+            deploy = block / "deploy.yml"
+            deploy.write_text(deploy.read_text().replace("  tasks:\n", REFUSE))
+        push_block(block, BlockRef.parse(f"{block_name}:{version}"), client=client)
+    return block_name
