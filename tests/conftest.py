@@ -1,8 +1,30 @@
-"""Fixtures that start real servers, shared by the whole suite (see tests/support/)."""
+"""Fixtures that start real servers, shared by the whole suite (see tests/support/).
+
+Also, before any test runs: helm and kubectl from the dev dependency that ships them
+(tests/support/tools.py) go first on ``PATH``, so tests that look for them there find them; and
+in CI (``CI=true``) any skip except an ``e2e`` test's fails the run (tests/support/ci_skips.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support.tools import ToolsUnavailable, kube_tools
 
 pytest_plugins = [
+    "tests.support.ci_skips",
     "tests.support.git_servers",
     "tests.support.oci_registry",
     "tests.support.kube_emulator",
     "tests.support.docker_engine",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        tools = kube_tools()
+    except ToolsUnavailable:
+        return  # the tests that need them skip (and fail in CI) with the reason
+    os.environ["PATH"] = f"{tools.directory}{os.pathsep}{os.environ.get('PATH', '')}"
