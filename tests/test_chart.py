@@ -57,6 +57,8 @@ COMBOS: dict[str, dict[str, Any]] = {
         "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
         "podAnnotations": {"example.com/team": "platform"},
         "serviceAccount": {"annotations": {"example.com/role": "ck"}},
+        "grafanaDashboard": {"enabled": True},
+        "prometheusRule": {"enabled": True},
     },
 }
 
@@ -211,8 +213,8 @@ def test_every_rendered_object_is_valid_for_kubernetes(
     assert docs
     for doc in docs:
         name = f"{doc['kind']}/{doc['metadata']['name']}"
-        if doc["kind"] == "ServiceMonitor":
-            continue  # not a built-in kind: checked by test_service_monitor_scrapes_metrics
+        if doc["kind"] in ("ServiceMonitor", "PrometheusRule"):
+            continue  # not built-in kinds: checked by their own tests (PrometheusRule: promtool)
         try:
             kv.validate(doc, KUBERNETES_VERSION, strict=True)
         except kv.ValidationError as exc:

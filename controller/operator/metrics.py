@@ -9,7 +9,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
+from controller.api.status import WorkspaceStatus
+
 _LABELS = ("namespace", "name")
+# The conditions the status carries, and Suspended (from spec.suspend): the dashboard counts
+# Workspaces by them and the alert rules fire on them (charts/cratekeeper/dashboards/).
+CONDITIONS = ("Ready", "Reconciling", "Stalled")
 
 
 class OperatorMetrics:
@@ -48,6 +53,32 @@ class OperatorMetrics:
             (*_LABELS, "reason"),
             registry=self.registry,
         )
+        self.conditions = Gauge(
+            "cratekeeper_workspace_condition",
+            "1 when the Workspace's condition is True, else 0 (Suspended: spec.suspend).",
+            (*_LABELS, "condition"),
+            registry=self.registry,
+        )
+
+    def observe(
+        self,
+        namespace: str,
+        name: str,
+        status: WorkspaceStatus,
+        *,
+        suspended: bool | None = None,
+    ) -> None:
+        """Gauges from a status read or written: its conditions, and its last successful apply
+        from the history, so a restarted operator shows both before its next run."""
+        for kind in CONDITIONS:
+            condition = status.condition(kind)
+            true = condition is not None and condition.status == "True"
+            self.conditions.labels(namespace, name, kind).set(1 if true else 0)
+        if suspended is not None:
+            self.conditions.labels(namespace, name, "Suspended").set(1 if suspended else 0)
+        applied = [e.finished for e in status.history if e.result == "Succeeded"]
+        if applied:
+            self.last_applied.labels(namespace, name).set(max(applied).timestamp())
 
     def _labelled(self) -> list[tuple[MetricWrapperBase, tuple[str, ...]]]:
         return [
@@ -56,6 +87,7 @@ class OperatorMetrics:
             (self.last_applied, _LABELS),
             (self.fetch_errors, (*_LABELS, "reason")),
             (self.pull_errors, (*_LABELS, "reason")),
+            (self.conditions, (*_LABELS, "condition")),
         ]
 
     def forget(self, namespace: str, name: str) -> None:

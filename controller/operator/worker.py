@@ -224,6 +224,7 @@ class WorkspaceWorker:
             new = stored.failed_status(status, "InvalidSpec", message, generation, stalled=True)
             await self._write(new, [("Warning", "InvalidSpec", message)])
             return None
+        self._shared.metrics.observe(self.namespace, self.name, status, suspended=spec.suspend)
         if spec.suspend:
             return None  # suspended: no runs and no writes; a spec change wakes us
         interval = parse_duration(spec.source.interval)
@@ -412,6 +413,7 @@ class WorkspaceWorker:
         else:
             self._written = dict(result.get("status") or {})
             self._written_version = stored.resource_version(result)
+        self._shared.metrics.observe(self.namespace, self.name, new)
         for kind, reason, message in events:
             self._events(kind, reason, message)
 
