@@ -104,6 +104,13 @@ class GitHistoryRewrittenError(SourceError):
     reason = "GitHistoryRewritten"
 
 
+class StatusUnreadableError(CratekeeperError):
+    """A recorded status (a Workspace's ``.status``, a state file) does not validate in a part
+    a reconcile needs: nothing runs until a person repairs it."""
+
+    reason = "StatusUnreadable"
+
+
 class RegistryError(CratekeeperError):
     """Pushing or pulling a block from an OCI registry failed."""
 

@@ -36,7 +36,7 @@ from controller.secrets import (
     secret_values,
 )
 from controller.source import GitRef, GitTree, Revision
-from controller.status import ReconcileOutcome, RunOutcome, applied_blocks
+from controller.status import ReconcileOutcome, RunOutcome, applied_blocks, is_applied
 from controller.tree import Tree
 from controller.workspace import SecretsFile, WorkspaceFile, load_workspace, parse_secrets
 
@@ -117,7 +117,7 @@ async def reconcile(
             **kwargs,  # type: ignore[arg-type]
         )
 
-    if revision.sha == status.last_applied_revision:
+    if is_applied(status, revision.sha):
         progress(f"revision {revision.sha[:12]} is already applied: nothing to do")
         return outcome(up_to_date=True)
     try:
@@ -251,7 +251,8 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
         request = _request(pulled, run.block, run.action, run.instance.config, secret, here)
     except CratekeeperError as exc:
         here.progress(f"{label}: {exc.reason}: {redact(str(exc), hide)}")
-        return RunOutcome(run, "failed", None, _now(), message=redact(f"{run.block}: {exc}", hide))
+        message = redact(f"{run.block}: {exc}", hide)
+        return RunOutcome(run, "failed", None, _now(), message=message, error=exc)
     hide = tuple(sorted(set(redactions(request)), key=len, reverse=True))  # longest first
     here.progress(f"running {run.block} {run.action} {label}")
     try:
@@ -260,7 +261,7 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
         error = exc if isinstance(exc, CratekeeperError) else unexpected(exc, f"running {label}")
         message = redact(f"{run.block}: {error}", hide)
         here.progress(f"{label}: {error.reason}: {message}")
-        return RunOutcome(run, "failed", pulled.digest, _now(), message=message)
+        return RunOutcome(run, "failed", pulled.digest, _now(), message=message, error=error)
     elapsed = (result.finished - result.started).total_seconds()
     counts = result.counts
     here.progress(

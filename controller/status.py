@@ -3,6 +3,9 @@
 Status never lies (Flux's rule): ``lastAppliedRevision`` moves only when every run of a
 revision succeeded; a block's recorded version moves only when its own run succeeded; a
 failure is recorded in the history and the block's phase, never over the last good state.
+Status is computed, not accumulated (STYLE 14): history holds one entry per (revision, result),
+updated by retries; when a revision is applied every block's phase is that revision's; a
+condition's reason names the step that failed (fetch, validate, pull, run).
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class RunOutcome:
     finished: datetime
     job_name: str | None = None
     message: str = ""
+    error: CratekeeperError | None = None
+    """Why the run could not start or finish when the runner did not say (a pull failure,
+    the runner refused): its reason names the failed step instead of ``RunFailed``."""
 
     @property
     def succeeded(self) -> bool:
@@ -89,10 +95,61 @@ def _change(outcome: RunOutcome) -> Change:
     )
 
 
-# Errors a retry cannot fix: only a new commit (or spec change) can.
+# Errors a retry cannot fix: only a new commit (or spec change) can. Tampered block content
+# (a digest that does not match, an unsafe archive) stays tampered however often it is pulled.
 STALLING_REASONS = frozenset(
-    {"InvalidWorkspace", "InvalidBlock", "InvalidReference", "KubeconfigInvalid"}
+    {
+        "InvalidWorkspace",
+        "InvalidBlock",
+        "InvalidReference",
+        "KubeconfigInvalid",
+        "DigestMismatch",
+        "UnsafeBlockArchive",
+        "StatusUnreadable",
+    }
 )
+APPLIED = "Applied"
+"""``Stalled=False`` after a revision is applied."""
+RETRYING = "ProgressingWithRetry"
+"""``Stalled=False`` after a failure a retry may fix (Flux's reason for a pending retry)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a reconcile did not apply its revision: the reason of the step that failed, the
+    human message, and whether only a new commit (or spec change) can help."""
+
+    reason: str
+    message: str
+    stalled: bool
+    error: CratekeeperError | None = None
+    hint: str = "fix the workspace and push a new commit"
+    """What helps when ``stalled``."""
+
+
+def stalls(error: CratekeeperError | None, reason: str) -> bool:
+    """Whether retrying cannot help: a stalling reason, or an error marked not retryable."""
+    return reason in STALLING_REASONS or getattr(error, "retryable", True) is False
+
+
+def failure(outcome: ReconcileOutcome) -> Failure | None:
+    """The failure of ``outcome`` (None when it applied its revision or was up to date)."""
+    if outcome.up_to_date or outcome.succeeded:
+        return None
+    if outcome.error is not None:
+        error = outcome.error
+        return Failure(error.reason, str(error), stalls(error, error.reason), error)
+    failed = [r for r in outcome.runs if not r.succeeded]
+    if failed:
+        ran = failed[0]
+        if ran.error is not None:
+            reason = ran.error.reason
+        else:
+            reason = {"timedOut": "RunTimedOut"}.get(ran.status, "RunFailed")
+        message = ran.message or f"{ran.run.block} {ran.run.action} {ran.status}"
+        return Failure(reason, message, stalls(ran.error, reason), ran.error)
+    message = "uninstall failed for: " + ", ".join(outcome.removed_failed)
+    return Failure("UninstallFailed", message, False)
 
 
 def set_condition(
@@ -120,51 +177,43 @@ def set_condition(
     return [*(c for c in conditions if c.type != kind), new]
 
 
-def _summary(outcome: ReconcileOutcome) -> tuple[str, str]:
-    """Reason and message of a failed outcome, for the Ready condition."""
-    if outcome.error is not None:
-        return outcome.error.reason, str(outcome.error)
-    failed = [r for r in outcome.runs if not r.succeeded]
-    if failed:
-        ran = failed[0]
-        reason = {"timedOut": "RunTimedOut"}.get(ran.status, "RunFailed")
-        return reason, ran.message or f"{ran.run.block} {ran.run.action} {ran.status}"
-    return "UninstallFailed", "uninstall failed for: " + ", ".join(outcome.removed_failed)
-
-
 def conditions_after(
     status: WorkspaceStatus, outcome: ReconcileOutcome, generation: int | None = None
 ) -> list[Condition]:
     """Ready, Reconciling and Stalled, computed once from the outcome of a reconcile."""
     now = outcome.finished
     conds = list(status.conditions)
-    applied = outcome.up_to_date or outcome.succeeded
-    if applied:
+    failed = failure(outcome)
+    if failed is None:
         short = (status.last_applied_revision if outcome.up_to_date else outcome.revision) or ""
-        conds = set_condition(
-            conds,
-            "Ready",
-            "True",
-            "Succeeded",
-            f"Applied revision {short[:12] or outcome.revision[:12]}",
-            now,
-            generation,
-        )
-        conds = set_condition(conds, "Stalled", "False", "Succeeded", "", now, generation)
+        message = f"Applied revision {short[:12] or outcome.revision[:12]}"
+        conds = set_condition(conds, "Ready", "True", "Succeeded", message, now, generation)
+        conds = set_condition(conds, "Stalled", "False", APPLIED, message, now, generation)
     else:
-        reason, message = _summary(outcome)
-        conds = set_condition(conds, "Ready", "False", reason, message, now, generation)
-        stalled = reason in STALLING_REASONS
-        conds = set_condition(
+        conds = failed_conditions(conds, failed, now, generation)
+    return set_condition(conds, "Reconciling", "False", "Idle", "", now, generation)
+
+
+def failed_conditions(
+    conditions: list[Condition], failed: Failure, now: datetime, generation: int | None
+) -> list[Condition]:
+    """Ready=False with the failed step's reason; Stalled says whether a retry will come."""
+    conds = set_condition(
+        conditions, "Ready", "False", failed.reason, failed.message, now, generation
+    )
+    if failed.stalled:
+        return set_condition(
             conds,
             "Stalled",
-            "True" if stalled else "False",
-            reason,
-            "fix the workspace and push a new commit" if stalled else "",
+            "True",
+            failed.reason,
+            f"retrying cannot help: {failed.hint}",
             now,
             generation,
         )
-    return set_condition(conds, "Reconciling", "False", "Idle", "", now, generation)
+    return set_condition(
+        conds, "Stalled", "False", RETRYING, f"{failed.reason}: will retry", now, generation
+    )
 
 
 def record(
@@ -190,7 +239,20 @@ def _record(
         new.last_applied_ref = outcome.ref
         return new
     new.last_attempted_revision = outcome.revision
-    blocks = {b.name: b for b in new.blocks}
+    new.blocks = _blocks(new.blocks, outcome)
+    if outcome.succeeded:
+        new.last_applied_revision = outcome.revision
+        new.last_applied_ref = outcome.ref
+    if outcome.runs or outcome.error or outcome.removed:
+        new.history = _history(new.history, _entry(outcome), history_limit)
+    return new
+
+
+def _blocks(recorded: Sequence[BlockStatus], outcome: ReconcileOutcome) -> list[BlockStatus]:
+    """The block records after ``outcome``: a block moves only when its own run succeeded; when
+    the revision is applied every block is that revision's (a block that failed before and
+    was not run again is back at its applied pin, which is the revision's)."""
+    blocks = {b.name: b for b in recorded}
     for ran in outcome.runs:
         run = ran.run
         if ran.succeeded:
@@ -210,35 +272,80 @@ def _record(
     for gone in outcome.removed:
         if gone.name not in outcome.removed_failed:
             blocks.pop(gone.name, None)
-    new.blocks = list(blocks.values())
     if outcome.succeeded:
-        new.last_applied_revision = outcome.revision
-        new.last_applied_ref = outcome.ref
-    if outcome.runs or outcome.error or outcome.removed:
-        result: RunResultName = "Succeeded"
-        if isinstance(outcome.error, WorkspaceError | KubeconfigError):
-            result = "Invalid"
-        elif outcome.error is not None:
-            result = "Failed"
-        elif not outcome.succeeded:
-            failed = [r for r in outcome.runs if not r.succeeded]
-            result = _RESULT_NAMES.get(failed[0].status, "Failed") if failed else "Failed"
-        message = (
-            str(outcome.error)
-            if outcome.error
-            else "; ".join(r.message for r in outcome.runs if r.message)
-        )
-        entry = HistoryEntry(
-            revision=outcome.revision,
-            subject=outcome.subject,
-            author=outcome.author,
-            changes=[_change(r) for r in outcome.runs],
-            action=outcome.action,
-            result=result,
-            message=message,
-            started=outcome.started,
-            finished=outcome.finished,
-            job_names=[r.job_name for r in outcome.runs if r.job_name],
-        )
-        new.history = [entry, *new.history][:history_limit]
-    return new
+        return [b.model_copy(update={"phase": "Applied"}) for b in blocks.values()]
+    return list(blocks.values())
+
+
+def _entry(outcome: ReconcileOutcome) -> HistoryEntry:
+    """The history entry of one attempt."""
+    result: RunResultName = "Succeeded"
+    if isinstance(outcome.error, WorkspaceError | KubeconfigError):
+        result = "Invalid"
+    elif outcome.error is not None:
+        result = "Failed"
+    elif not outcome.succeeded:
+        failed = [r for r in outcome.runs if not r.succeeded]
+        result = _RESULT_NAMES.get(failed[0].status, "Failed") if failed else "Failed"
+    message = (
+        str(outcome.error)
+        if outcome.error
+        else "; ".join(r.message for r in outcome.runs if r.message)
+    )
+    return HistoryEntry(
+        revision=outcome.revision,
+        subject=outcome.subject,
+        author=outcome.author,
+        changes=[_change(r) for r in outcome.runs],
+        action=outcome.action,
+        result=result,
+        message=message,
+        started=outcome.started,
+        finished=outcome.finished,
+        job_names=[r.job_name for r in outcome.runs if r.job_name],
+        last_attempt=outcome.started,
+    )
+
+
+def _history(
+    history: Sequence[HistoryEntry], entry: HistoryEntry, limit: int
+) -> list[HistoryEntry]:
+    """``entry`` added newest first, or merged into the entry of the same (revision, result)
+    among the newest entries of that revision (a retry): its attempt count, last attempt,
+    finish time, message, changes and jobs are the latest; its first start stays."""
+    same_revision = 0
+    while same_revision < len(history) and history[same_revision].revision == entry.revision:
+        same_revision += 1
+    for i, old in enumerate(history[:same_revision]):
+        if (old.result, old.action) == (entry.result, entry.action):
+            merged = entry.model_copy(update={"started": old.started, "attempts": old.attempts + 1})
+            return [merged, *history[:i], *history[i + 1 :]][:limit]
+    return [entry, *history][:limit]
+
+
+def is_applied(status: WorkspaceStatus, revision: str) -> bool:
+    """Whether ``revision`` is applied and nothing was attempted since: then there is
+    nothing to do. After a failed attempt of another revision, the applied one (back by a
+    force-push or a reset) is reconciled again, since the failed attempt may have moved
+    some of its blocks."""
+    return status.last_applied_revision == revision and (
+        status.last_attempted_revision in (None, revision)
+    )
+
+
+def changed(before: WorkspaceStatus, after: WorkspaceStatus) -> bool:
+    """Whether ``after`` tells something new, worth an event: another applied revision, a new
+    history entry (a new revision or result) or another Ready status or reason. A retry that
+    failed the same way as the attempt before changes the status (its attempt count), but
+    not in this sense."""
+    return _news(before) != _news(after)
+
+
+def _news(status: WorkspaceStatus) -> tuple[object, ...]:
+    head = status.history[0] if status.history else None
+    ready = status.condition("Ready")
+    return (
+        status.last_applied_revision,
+        (head.revision, head.result) if head else None,
+        (ready.status, ready.reason) if ready else None,
+    )

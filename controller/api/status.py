@@ -6,10 +6,11 @@ operator record exactly the same facts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field
 
 BlockPhase = Literal["Applied", "Failed", "Pending"]
 RunResultName = Literal["Succeeded", "Failed", "TimedOut", "Invalid"]
@@ -49,7 +50,12 @@ class Change(_Model):
 
 
 class HistoryEntry(_Model):
-    """One attempt to apply one revision."""
+    """One (revision, result): the attempts to apply a revision that ended the same way.
+
+    A retry that ends like the attempt before updates the entry (``attempts``,
+    ``lastAttempt``, ``finished``, ``message``) instead of adding one, so a failing revision
+    retried with backoff never pushes the record of promotions and rollbacks out.
+    """
 
     revision: str
     subject: str = ""
@@ -58,9 +64,13 @@ class HistoryEntry(_Model):
     action: str = "deploy"
     result: RunResultName
     message: str = ""
-    started: datetime
-    finished: datetime
+    started: datetime = Field(description="When the first attempt started.")
+    finished: datetime = Field(description="When the last attempt finished.")
     job_names: list[str] = Field(default_factory=list, alias="jobNames")
+    attempts: int = Field(default=1, ge=1, description="Attempts that ended with this result.")
+    last_attempt: datetime | None = Field(
+        default=None, alias="lastAttempt", description="When the last attempt started."
+    )
 
 
 class Condition(_Model):
@@ -116,3 +126,87 @@ class WorkspaceStatus(_Model):
     def dump(self) -> dict[str, object]:
         """JSON-ready, with the CRD's camelCase names."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# Fields a reconcile cannot do without: dropping one would run applied blocks again (or let
+# rewritten history through), so when one does not validate, nothing runs.
+_ESSENTIAL = ("lastAppliedRevision", "lastAppliedRef", "lastAttemptedRevision")
+# Fields of a block record that only describe it: when one does not validate it is left out.
+_BLOCK_DESCRIPTIVE = ("phase", "lastRun")
+
+
+@dataclass(frozen=True)
+class Salvaged:
+    """A stored status read field by field: what validated, and what did not."""
+
+    status: WorkspaceStatus
+    dropped: tuple[str, ...] = ()
+    """Parts that did not validate and are left out (a history entry, a condition)."""
+    unreadable: tuple[str, ...] = ()
+    """Parts that did not validate and cannot be left out (``lastAppliedRevision``, a block):
+    reconciling on top of the rest would run applied blocks again, so nothing may run."""
+
+    @property
+    def readable(self) -> bool:
+        return not self.unreadable
+
+
+def salvage_status(raw: object) -> Salvaged:
+    """``raw`` (a stored ``.status`` or a state file) as a :class:`WorkspaceStatus`, never
+    empty because one part is invalid (a hand edit, a newer version's value): each field,
+    block, history entry and condition is kept when it validates on its own."""
+    if raw is None:
+        return Salvaged(WorkspaceStatus())
+    if not isinstance(raw, dict):
+        return Salvaged(WorkspaceStatus(), unreadable=("status (not an object)",))
+    try:
+        return Salvaged(WorkspaceStatus.model_validate(raw))
+    except ValidationError:
+        pass
+    kept: dict[str, object] = {}
+    dropped: list[str] = []
+    unreadable: list[str] = []
+    for name, field in WorkspaceStatus.model_fields.items():
+        key = field.alias or name
+        if key not in raw:
+            continue
+        value = raw[key]
+        if key in ("blocks", "history", "conditions"):
+            items, bad = _items(key, value)
+            kept[key] = items
+            (unreadable if key == "blocks" else dropped).extend(bad)
+        elif _valid({key: value}):
+            kept[key] = value
+        else:
+            (unreadable if key in _ESSENTIAL else dropped).append(key)
+    status = WorkspaceStatus.model_validate(kept)
+    return Salvaged(status, tuple(dropped), tuple(unreadable))
+
+
+def _valid(fields: dict[str, object]) -> bool:
+    try:
+        WorkspaceStatus.model_validate(fields)
+    except ValidationError:
+        return False
+    return True
+
+
+def _items(key: str, value: object) -> tuple[list[object], list[str]]:
+    """The entries of list field ``key`` that validate, and the names of those that do not
+    (a block whose descriptive fields are invalid is kept without them, phase ``Pending``:
+    its pin is known, its state is not)."""
+    if not isinstance(value, list):
+        return [], [key]
+    kept: list[object] = []
+    bad: list[str] = []
+    for i, item in enumerate(value):
+        if _valid({key: [item]}):
+            kept.append(item)
+            continue
+        if key == "blocks" and isinstance(item, dict):
+            bare = {k: v for k, v in item.items() if k not in _BLOCK_DESCRIPTIVE}
+            if _valid({key: [{**bare, "phase": "Pending"}]}):
+                kept.append({**bare, "phase": "Pending"})
+                continue
+        bad.append(f"{key}[{i}]")
+    return kept, bad

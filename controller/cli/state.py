@@ -8,20 +8,32 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from controller.api.status import WorkspaceStatus
-from controller.errors import CratekeeperError, Problem, WorkspaceError
+from controller.api.status import WorkspaceStatus, salvage_status
+from controller.errors import CratekeeperError, StatusUnreadableError
 
 
 def load_state(path: Path) -> WorkspaceStatus:
-    """The recorded status (empty when the file does not exist yet)."""
+    """The recorded status (empty when the file does not exist yet), salvaged field by field
+    like the operator's: a part that does not validate is left out when it only describes
+    (a history entry), and stops the command when a reconcile needs it (the applied revision,
+    a block), so a damaged file never makes every block run again."""
     if not path.exists():
         return WorkspaceStatus()
     try:
-        return WorkspaceStatus.model_validate_json(path.read_text())
-    except ValueError as exc:
-        raise WorkspaceError(
-            [Problem(str(path), None, f"not a cratekeeper state file ({exc.__class__.__name__})")]
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StatusUnreadableError(
+            f"{path}: not a cratekeeper state file ({exc.__class__.__name__}); repair it, or "
+            "move it away to start over (every block runs again)"
         ) from None
+    salvaged = salvage_status(raw)
+    if not salvaged.readable:
+        raise StatusUnreadableError(
+            f"{path}: {', '.join(salvaged.unreadable)} do not validate (a hand edit or a newer "
+            "cratekeeper wrote them); repair them, or move the file away to start over "
+            "(every block runs again)"
+        )
+    return salvaged.status
 
 
 def save_state(path: Path, state: WorkspaceStatus) -> None:

@@ -9,10 +9,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
-from controller.api.status import WorkspaceStatus
-from controller.status import set_condition
+from controller.api.status import Salvaged, WorkspaceStatus, salvage_status
+from controller.status import Failure, failed_conditions, set_condition
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,12 +51,47 @@ def stored_status(
     return dict(written)
 
 
+def read_status(raw: Any) -> Salvaged:
+    """The stored status, salvaged field by field (DESIGN §3): never empty because one part
+    of it is invalid. When ``unreadable`` is not empty nothing may run: write
+    :func:`unreadable_patch` and wait for a person."""
+    return salvage_status(raw)
+
+
 def status_of(raw: Any) -> WorkspaceStatus:
-    """The stored status as our model; empty when it is not ours (or hand-edited past repair)."""
-    try:
-        return WorkspaceStatus.model_validate(raw or {})
-    except ValidationError:
-        return WorkspaceStatus()  # start over rather than crash
+    """What validates of the stored status (see :func:`read_status` for what did not)."""
+    return salvage_status(raw).status
+
+
+def unreadable_message(salvaged: Salvaged) -> str:
+    """Ready's message when the stored status cannot be reconciled on: what to fix."""
+    parts = ", ".join(salvaged.unreadable)
+    return (
+        f"the stored status does not validate ({parts}): a hand edit or a newer cratekeeper "
+        "wrote it; nothing runs until it is fixed: correct those fields with `kubectl edit "
+        "--subresource=status`, or delete .status to start over (every block runs again)"
+    )
+
+
+def unreadable_patch(
+    raw: Mapping[str, Any], salvaged: Salvaged, generation: int | None
+) -> dict[str, Any]:
+    """The patch that says so (Ready=False and Stalled=True, reason ``StatusUnreadable``),
+    touching nothing but the conditions: the unreadable fields stay as stored, for a person to
+    repair, and the history is never rewritten from a partial read."""
+    problem = Failure(
+        "StatusUnreadable",
+        unreadable_message(salvaged),
+        stalled=True,
+        hint="repair or delete the stored status",
+    )
+    now = datetime.now(UTC)
+    conds = failed_conditions(salvaged.status.conditions, problem, now, generation)
+    conds = set_condition(conds, "Reconciling", "False", "Idle", "", now, generation)
+    new = salvaged.status.model_copy(update={"conditions": conds})
+    dumped = new.dump()
+    # Unchanged conditions keep their transition times: nothing to write on the next tick.
+    return {k: v for k in ("conditions",) if (v := dumped.get(k)) != raw.get(k)}
 
 
 def failed_status(
@@ -67,15 +100,7 @@ def failed_status(
     """Conditions after a failure that happened before any revision could be attempted
     (a fetch, a Secret, the spec); revisions, blocks and history stay as they are."""
     now = datetime.now(UTC)
-    conds = set_condition(status.conditions, "Ready", "False", reason, message, now, generation)
-    conds = set_condition(
-        conds,
-        "Stalled",
-        "True" if stalled else "False",
-        reason,
-        "fix the Workspace's spec" if stalled else "",
-        now,
-        generation,
-    )
+    problem = Failure(reason, message, stalled, hint="fix the Workspace's spec")
+    conds = failed_conditions(status.conditions, problem, now, generation)
     conds = set_condition(conds, "Reconciling", "False", "Idle", "", now, generation)
     return status.model_copy(update={"conditions": conds, "observed_generation": generation})

@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 from pydantic import ValidationError
 
 from controller.api.spec import REQUESTED_AT, WorkspaceSpec, parse_duration
-from controller.api.status import WorkspaceStatus
+from controller.api.status import Salvaged, WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError, SourceError
 from controller.operator import stored
 from controller.operator.config import OperatorConfig
@@ -40,7 +40,7 @@ from controller.runners.base import ActionRequest, OutputHandler, Runner, RunRes
 from controller.secrets import AgeKeys
 from controller.settings import Settings
 from controller.source import GitRef, Revision, fetch
-from controller.status import STALLING_REASONS, ReconcileOutcome, record, set_condition
+from controller.status import Failure, ReconcileOutcome, changed, failure, record, set_condition
 
 EventType = Literal["Normal", "Warning"]
 RunnerFactory = Callable[[str, str, WorkspaceSpec], Runner]
@@ -214,7 +214,12 @@ class WorkspaceWorker:
         body = self._snapshot()
         generation = body.get("metadata", {}).get("generation")
         forced, self._forced = self._forced, False
-        status = stored.status_of(self._stored(body))
+        raw = self._stored(body)
+        salvaged = stored.read_status(raw)
+        if not salvaged.readable:  # never start over from a partial read: stop, run nothing
+            await self._unreadable(raw, salvaged, generation)
+            return None
+        status = salvaged.status
         try:
             spec = WorkspaceSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
@@ -361,19 +366,33 @@ class WorkspaceWorker:
             events = [("Normal", "RunSucceeded", f"applied {short}{detail}")]
             delay = interval
         else:
-            error = outcome.error
-            reason = error.reason if error else "RunFailed"
-            if isinstance(error, RegistryError):
-                shared.metrics.pull_errors.labels(*labels, reason).inc()
+            failed = failure(outcome) or Failure("RunFailed", "", stalled=False)
+            if isinstance(failed.error, RegistryError):
+                shared.metrics.pull_errors.labels(*labels, failed.reason).inc()
             shared.metrics.runs.labels(*labels, entry.result if entry else "Failed").inc()
-            stalled = reason in STALLING_REASONS
+            stalled = failed.stalled
             delay = min(interval, self._retries.failed(outcome.revision, generation, stalled))
-            message = str(error) if error else (entry.message if entry else "")
             kind = "ValidationFailed" if stalled else "RunFailed"
             detail = f" ({changes})" if changes else ""
-            events = [("Warning", kind, f"{short} not applied{detail}: {reason}: {message}")]
-        await self._write(new, events)
+            text = f"{short} not applied{detail}: {failed.reason}: {failed.message}"
+            events = [("Warning", kind, text)]
+        # A retry that failed as the attempt before updates its history entry: no new event.
+        await self._write(new, events if changed(base, new) else ())
         return delay
+
+    async def _unreadable(
+        self, raw: Mapping[str, Any], salvaged: Salvaged, generation: int | None
+    ) -> None:
+        """Stalled, reason StatusUnreadable: only the conditions are written, so the fields a
+        person must repair (and the history) stay as they are."""
+        patch = stored.unreadable_patch(raw, salvaged, generation)
+        if not patch:
+            return
+        result = await self._shared.api.patch_status(self.namespace, self.name, patch)
+        if result is not None:
+            self._written = dict(result.get("status") or {})
+            self._written_version = stored.resource_version(result)
+        self._events("Warning", "StatusUnreadable", stored.unreadable_message(salvaged))
 
     async def _internal_error(self) -> None:
         """Ready=False, reason InternalError, unless a recorded result still waits to be stored
@@ -382,8 +401,12 @@ class WorkspaceWorker:
             return
         body = self._snapshot()
         generation = body.get("metadata", {}).get("generation")
-        status = stored.status_of(self._stored(body))
-        new = stored.failed_status(status, "InternalError", INTERNAL_ERROR, generation, False)
+        salvaged = stored.read_status(self._stored(body))
+        if not salvaged.readable:
+            return  # rewriting it from a partial read would lose what a person must repair
+        new = stored.failed_status(
+            salvaged.status, "InternalError", INTERNAL_ERROR, generation, False
+        )
         try:
             await self._write(new, [("Warning", "InternalError", INTERNAL_ERROR)])
         except Exception as exc:
