@@ -147,6 +147,13 @@ class RunTimeoutError(RunError):
     reason = "RunTimedOut"
 
 
+class ArtifactsError(RunError):
+    """A block's kept artifacts cannot be kept (over the size budget) or laid back (unsafe or
+    unreadable archive)."""
+
+    reason = "ArtifactsNotKept"
+
+
 class KubeError(RunError):
     """The Kubernetes API refused a request or could not be reached (``controller.kube``).
 

@@ -27,7 +27,14 @@ from controller.errors import CratekeeperError, InternalError, RunError
 from controller.plan import AppliedBlock, Plan, Run, SecretConfigs, deep_merge, plan
 from controller.refs import BlockRef
 from controller.registry import PulledBlock, RegistryClient, pull_block
-from controller.runners.base import ActionRequest, OutputHandler, Runner, redact, redactions
+from controller.runners.base import (
+    ActionRequest,
+    OutputHandler,
+    Runner,
+    StaticContract,
+    redact,
+    redactions,
+)
 from controller.secrets import (
     AgeKeys,
     config_hash_key,
@@ -38,7 +45,13 @@ from controller.secrets import (
 from controller.source import GitRef, GitTree, Revision
 from controller.status import ReconcileOutcome, RunOutcome, applied_blocks, is_applied
 from controller.tree import Tree
-from controller.workspace import SecretsFile, WorkspaceFile, load_workspace, parse_secrets
+from controller.workspace import (
+    SecretsFile,
+    WorkspaceFile,
+    block_dir,
+    load_workspace,
+    parse_secrets,
+)
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -270,7 +283,9 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
     )
     message = ""
     if not result.succeeded:
-        if result.failed_task:
+        if result.failure_reason:  # it exited 0 but did nothing (no host matched)
+            where = f": {result.failure_reason}"
+        elif result.failed_task:
             where = f" at task {result.failed_task!r}"
         else:  # it never reached a task: the log says why (redacted)
             last = next((line for line in reversed(result.log_tail) if line.strip()), "")
@@ -296,6 +311,19 @@ def _request(
             f"block {pulled.ref.name}:{pulled.ref.tag} has no action {action!r} "
             f"(its actions: {known}); set spec.action or add it to block.poly"
         )
+    merged = deep_merge(pulled.block.config, deep_merge(config, secret))
+    # Until the model builds Polycrate's snapshot (a RunContract), the extra-vars keep their
+    # earlier shape.
+    snapshot = {
+        "block": {
+            "name": block,
+            "from": str(pulled.ref),
+            "version": pulled.ref.version,
+            "config": merged,
+        },
+        "workspace": {"name": here.ws.name, "organization": here.ws.organization},
+        "action": {"name": action},
+    }
     return ActionRequest(
         workspace=here.ws.name,
         organization=here.ws.organization,
@@ -304,8 +332,11 @@ def _request(
         ref=pulled.ref,
         action=action,
         playbook=spec.playbook,
-        config=deep_merge(pulled.block.config, deep_merge(config, secret)),
+        has_script=False,
+        config=merged,
         workspace_dir=here.root,
+        workdir=block_dir(pulled.ref),
+        contract=StaticContract(snapshot),
         kubeconfig=here.kubeconfig,
         timeout=here.ctx.timeout,
         secrets=secret_values(secret),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from controller.runners.base import CUT, MAX_LINE, LineSplitter, kubeconfig_secrets, redact
+from controller.runners.base import kubeconfig_secrets, redact
+from controller.runners.output import CUT, MAX_LINE, LineSplitter
 
 KUBECONFIG = b"""
 apiVersion: v1

@@ -14,8 +14,8 @@ import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
+import sys
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,7 +32,8 @@ from controller.errors import CratekeeperError, KubeError, RunError
 from controller.kube import Kube
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
-from controller.runners.base import ActionRequest, RunResult, parse_events
+from controller.runners.base import ActionRequest, RunResult, StaticContract
+from controller.runners.events import parse_events
 from controller.runners.kubernetes import (
     LABEL_JOB,
     LABEL_WORKSPACE,
@@ -86,8 +87,13 @@ def make_request(tmp_path: Path, **over: Any) -> ActionRequest:
         "ref": REF,
         "action": "deploy",
         "playbook": "deploy.yml",
+        "has_script": False,
         "config": {"namespace": "acme-app", "image": "ghcr.io/acme/myapp:1.2.0"},
         "workspace_dir": tmp_path,
+        "workdir": f"blocks/{REF.name}",
+        "contract": StaticContract(
+            {"block": {"name": "app", "config": {"image": "ghcr.io/acme/myapp:1.2.0"}}}
+        ),
         "kubeconfig": KUBECONFIG,
         "timeout": 600.0,
     }
@@ -203,12 +209,12 @@ def test_main_container_runs_the_playbook_with_the_local_runners_environment(
     pod = manifest(tmp_path)["spec"]["template"]["spec"]
     main = pod["containers"][0]
     assert main["name"] == MAIN and main["image"] == "ghcr.io/acme/ansible-ee:1"
-    assert main["workingDir"] == "/workspace"
+    assert main["workingDir"] == f"/workspace/blocks/{REF.name}"
     assert main["args"] == [
         "ansible-playbook",
         "-e",
         "@/run/cratekeeper/snapshot.yml",
-        "blocks/registry.acme-corp.com/acme/apps/app-deploy/deploy.yml",
+        "deploy.yml",
     ]
     assert main["terminationMessagePath"] == "/dev/termination-log"
     env = {e["name"]: e["value"] for e in main["env"]}
@@ -684,15 +690,13 @@ async def test_a_failed_prepare_step_is_reported_with_its_termination_message(
 def test_termination_message_lines_that_are_not_events_are_ignored() -> None:
     cut = '"status": "failed", "task": "cut off by the kubelet"}'  # the message keeps its end
     bad = '{"event": "stats", "ok": "many"}'
-    counts, failed = parse_events(f"{cut}\nError: something\n[]\n{STATS}\n{bad}\n")
-    assert counts.ok == 4 and failed is None
+    events = parse_events(f"{cut}\nError: something\n[]\n{STATS}\n{bad}\n")
+    assert events.counts.ok == 4 and events.failed_task is None
 
 
 # --- the pod's two steps, run here for real ------------------------------------------------
 
-ANSIBLE = shutil.which("ansible-playbook") or str(
-    Path(__file__).parents[1] / ".venv/bin/ansible-playbook"
-)
+ANSIBLE = str(Path(sys.executable).parent / "ansible-playbook")
 
 
 @pytest.mark.skipif(not Path(ANSIBLE).exists(), reason="ansible-playbook is not installed")
@@ -700,7 +704,7 @@ def test_run_script_puts_the_first_failed_task_and_the_stats_in_the_termination_
     tmp_path: Path,
 ) -> None:
     """The main container's command, with the callback where prepare installs it."""
-    from controller.runners.prepare import install_callback
+    from controller.runners.prepare import install_plugins
 
     block = tmp_path / "ws" / "blocks" / REF.name
     block.mkdir(parents=True)
@@ -723,23 +727,25 @@ def test_run_script_puts_the_first_failed_task_and_the_stats_in_the_termination_
         ANSIBLE_HOME=str(tmp_path / ".ansible"),
         KUBECONFIG="/dev/null",
         PATH=f"{Path(ANSIBLE).parent}:{os.environ['PATH']}",
-        ANSIBLE_CALLBACK_PLUGINS=str(install_callback(tmp_path / "tools")),
+        ANSIBLE_CALLBACK_PLUGINS=str(install_plugins(tmp_path / "tools") / "callback_plugins"),
+        ANSIBLE_VARS_PLUGINS=str(tmp_path / "tools" / "vars_plugins"),
+        POLYCRATE_WORKSPACE_SNAPSHOT_YAML=str(tmp_path / "snapshot.yml"),
         CRATEKEEPER_EVENTS_FILE=str(tmp_path / "events.jsonl"),
         CRATEKEEPER_TERMINATION_LOG=str(tmp_path / "termination-log"),
     )
     (tmp_path / "snapshot.yml").write_text("block: {name: app}\n")
-    args = [ANSIBLE, "-e", f"@{tmp_path / 'snapshot.yml'}", request.playbook_path]
+    args = [ANSIBLE, "-e", f"@{tmp_path / 'snapshot.yml'}", "deploy.yml"]
     proc = subprocess.run(
         ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run", *args],
-        cwd=tmp_path / "ws",
+        cwd=block,
         env=env,
         capture_output=True,
         check=False,
     )
     assert proc.returncode == 2, proc.stdout.decode()
-    counts, failed_task = parse_events((tmp_path / "termination-log").read_text())
-    assert failed_task == "breaks here"
-    assert (counts.ok, counts.failed) == (1, 1)
+    events = parse_events((tmp_path / "termination-log").read_text())
+    assert events.failed_task == "breaks here"
+    assert (events.counts.ok, events.counts.failed) == (1, 1)
 
 
 def test_prepare_lays_out_the_workspace_at_the_commit_and_the_block_at_the_digest(
@@ -767,6 +773,7 @@ def test_prepare_lays_out_the_workspace_at_the_commit_and_the_block_at_the_diges
     assert not (dest / "other.txt").exists()  # only the workspace's folder
     assert (dest / "blocks" / ref.name / "deploy.yml").is_file()
     assert (tmp_path / "pod/tools/callback_plugins/cratekeeper_events.py").is_file()
+    assert (tmp_path / "pod/tools/vars_plugins/polycrate_vars.py").is_file()
     assert not termination.exists()
 
     wrong = "sha256:" + "0" * 64

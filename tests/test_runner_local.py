@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tests.support.kube_emulator import KubeEmulator
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ansible-playbook") is None
-    and not (Path(__file__).resolve().parents[1] / ".venv/bin/ansible-playbook").exists(),
+    and not (Path(sys.executable).parent / "ansible-playbook").exists(),
     reason="ansible-playbook is not installed (scripts/setup installs it)",
 )
 

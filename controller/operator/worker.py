@@ -313,7 +313,7 @@ class WorkspaceWorker:
             )
             message = (
                 f"applying revision {revision.sha[:12]}: {request.block} "
-                f"{request.action} ({request.ref.name}:{request.ref.tag})"
+                f"{request.action} ({request.pin})"
             )
             try:
                 await self._write(

@@ -1,63 +1,147 @@
-"""The runner protocol and the action environment every runner gives a block action.
+"""What a runner is given and what it gives back: the request, the contract, the result.
 
-All runners give the action the same view (DESIGN §5): the working directory is the workspace
-root at the resolved commit, the block lies at ``blocks/<registry-path>/``, ``KUBECONFIG`` and
-``K8S_AUTH_KUBECONFIG`` name the decrypted workspace kubeconfig and nothing else is inherited
-(no ``~/.kube/config`` fallback: ``HOME`` is a private empty directory), and the extra-vars
-``block`` (name, version, merged config), ``workspace`` (name, organization) and ``action`` are
-passed as Polycrate passes them.
+A runner runs one action of one block instance (:class:`ActionRequest`) and follows it to its
+end (:class:`RunResult`). Every runner gives the action Polycrate's runtime contract (DESIGN §2,
+built by :mod:`controller.runners.contract`): the block's workdir as working directory, the
+snapshot as extra-vars and as ``POLYCRATE_WORKSPACE_SNAPSHOT_YAML``, Polycrate's environment,
+the decrypted workspace kubeconfig and nothing of the controller's own environment. What the
+snapshot holds and how script lines render is the model's business: the pipeline passes a
+:class:`RunContract` that the runner asks once it knows where things are (:class:`RunPaths`),
+because those paths differ per runner (a temp directory locally, ``/workspace`` in a container).
 """
 
 from __future__ import annotations
 
-import codecs
-import json
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import yaml
 
 from controller.refs import BlockRef
 
+if TYPE_CHECKING:
+    from controller.runners.events import Events
+    from controller.runners.output import LogTail
+
 RunStatus = Literal["succeeded", "failed", "timedOut"]
-LOG_TAIL_LINES = 100
-CALLBACK_DIR = Path(__file__).parent / "callback_plugins"
 REDACTED = "***"
 
 
 @dataclass(frozen=True)
+class RunPaths:
+    """Where things are, as the action sees them (each runner fills it for its own layout)."""
+
+    root: str
+    """The workspace root (local: the exported temp directory; containers: ``/workspace``)."""
+    kubeconfig: str
+    """The decrypted workspace kubeconfig file."""
+    snapshot: str
+    """The snapshot YAML file (``POLYCRATE_WORKSPACE_SNAPSHOT_YAML``, ``-e @``)."""
+
+    def under_root(self, relative: str) -> str:
+        """``relative`` (a path inside the workspace) as the action sees it."""
+        return str(PurePosixPath(self.root) / relative) if relative else self.root
+
+
+class RunContract(Protocol):
+    """The model's half of the runtime contract (built by the pipeline from the resolved
+    workspace): what the action sees, given where the runner put things."""
+
+    def snapshot(self, paths: RunPaths) -> Mapping[str, Any]:
+        """Polycrate's ``WorkspaceSnapshot``: the extra-vars and the snapshot file's content."""
+        ...
+
+    def script(self, paths: RunPaths) -> tuple[str, ...]:
+        """The rendered lines of a script action (``()`` for a playbook action)."""
+        ...
+
+
+class StaticContract:
+    """A :class:`RunContract` of fixed values that ignore the paths (tests, simple callers)."""
+
+    def __init__(self, snapshot: Mapping[str, Any] | None = None, script: Iterable[str] = ()):
+        self._snapshot = dict(snapshot or {})
+        self._script = tuple(script)
+
+    def snapshot(self, paths: RunPaths) -> Mapping[str, Any]:
+        return self._snapshot
+
+    def script(self, paths: RunPaths) -> tuple[str, ...]:
+        return self._script
+
+    def __repr__(self) -> str:
+        return "StaticContract(...)"  # the snapshot may hold decrypted secrets
+
+
+@dataclass(frozen=True)
 class ActionRequest:
-    """Everything a runner needs to run one action of one block instance."""
+    """Everything a runner needs to run one action of one block instance.
+
+    Paths are relative to the workspace root with ``/`` separators: the runner decides where
+    the root is for the action (:class:`RunPaths`).
+    """
 
     workspace: str
     organization: str
     revision: str
     block: str
-    ref: BlockRef
+    """The instance name (Polycrate allows ``/`` in it)."""
+    ref: BlockRef | None
+    """The registry pin (the kubernetes runner pulls it by digest); ``None`` for a local or
+    inline block, which lives in the workspace repository itself."""
     action: str
-    playbook: str
+    playbook: str | None
+    """The playbook, relative to the block's workdir; exactly one of this and ``has_script``."""
+    has_script: bool
+    """A script action: its lines come from :meth:`RunContract.script`."""
     config: Mapping[str, Any]
+    """The block's merged config (defaults < parents < instance < secrets.poly)."""
     workspace_dir: Path
+    """The exported workspace on the controller's disk."""
+    workdir: str
+    """The block's workdir relative to the workspace root (``blocks/<name>``)."""
+    contract: RunContract = field(repr=False)
     kubeconfig: bytes = field(repr=False)
+    inventory: str | None = None
+    """The inventory file relative to the workspace root (``ANSIBLE_INVENTORY``); ``None``:
+    the workspace's ``inventory.yml`` when the export has one."""
+    extraenv: Mapping[str, str] = field(default_factory=dict)
+    """The block's ``extraenv`` (Polycrate passes it to the action as is)."""
+    artifacts: str = ""
+    """The block's artifacts directory relative to the root; empty: ``artifacts/blocks/<block>``."""
     timeout: float = 1800.0
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Values of the block's secret config (secrets.poly): redacted from the log like the
     kubeconfig's credentials."""
 
-    @property
-    def block_dir(self) -> str:
-        """The block's folder relative to the workspace root, as Polycrate lays it out."""
-        return f"blocks/{self.ref.name}"
+    def __post_init__(self) -> None:
+        if (self.playbook is None) == (not self.has_script):
+            raise ValueError(
+                f"block {self.block!r} action {self.action!r}: exactly one of a playbook or a "
+                "script is required"
+            )
 
     @property
-    def playbook_path(self) -> str:
-        """The playbook relative to the workspace root."""
-        return str(PurePosixPath(self.block_dir) / self.playbook)
+    def artifacts_dir(self) -> str:
+        """The block's artifacts directory relative to the workspace root."""
+        return self.artifacts or f"artifacts/blocks/{self.block}"
+
+    @property
+    def inventory_file(self) -> str | None:
+        """The inventory relative to the root: the request's, else ``inventory.yml`` if the
+        workspace has one (Polycrate's workspace inventory), else none."""
+        if self.inventory:
+            return self.inventory
+        return "inventory.yml" if (self.workspace_dir / "inventory.yml").is_file() else None
+
+    @property
+    def pin(self) -> str:
+        """The block reference for labels and messages: the registry pin, else ``local``."""
+        return str(self.ref) if self.ref is not None else "local"
 
 
 @dataclass(frozen=True)
@@ -83,6 +167,9 @@ class RunResult:
     exit_code: int | None = None
     job_name: str | None = None
     failed_task: str | None = None
+    failure_reason: str | None = None
+    """Why a run that exited 0 still failed (a playbook whose plays matched no host), in words
+    a status message can carry as is."""
 
     @property
     def succeeded(self) -> bool:
@@ -92,23 +179,28 @@ class RunResult:
     def ended(
         cls,
         status: RunStatus,
-        events: tuple[TaskCounts, str | None],
+        events: Events,
         tail: LogTail,
         started: datetime,
         exit_code: int | None,
         job_name: str | None = None,
     ) -> RunResult:
-        """The result of a run that ended now: ``events`` as :func:`parse_events` gives them."""
-        counts, failed_task = events
+        """The result of a run that ended now, judged with its callback ``events``: a run that
+        exited 0 but whose playbooks matched no host failed (issue 9 point 4)."""
+        reason = events.nothing_ran if status == "succeeded" else None
+        if reason is not None:
+            status = "failed"
+            tail.add(f"cratekeeper: {reason}")
         return cls(
             status=status,
-            counts=counts,
+            counts=events.counts,
             log_tail=tail.lines,
             started=started,
             finished=datetime.now(UTC),
             exit_code=exit_code,
             job_name=job_name,
-            failed_task=failed_task,
+            failed_task=events.failed_task,
+            failure_reason=reason,
         )
 
 
@@ -130,58 +222,6 @@ class Runner(Protocol):
     ) -> RunResult:
         """Run the action; never raises for a failing playbook (that is a result)."""
         ...
-
-
-def extra_vars(request: ActionRequest) -> dict[str, Any]:
-    """The extra-vars a block action sees, as Polycrate passes them."""
-    return {
-        "block": {
-            "name": request.block,
-            "from": str(request.ref),
-            "version": request.ref.version,
-            "config": dict(request.config),
-        },
-        "workspace": {"name": request.workspace, "organization": request.organization},
-        "action": {"name": request.action},
-    }
-
-
-def snapshot_yaml(request: ActionRequest) -> str:
-    """The extra-vars file (``-e @snapshot.yml``) content."""
-    return yaml.safe_dump(extra_vars(request), sort_keys=True)
-
-
-def action_env(
-    request: ActionRequest, *, kubeconfig: str, home: str, events_file: str, path: str
-) -> dict[str, str]:
-    """The complete environment of the action: nothing from the controller leaks in."""
-    env = {
-        "PATH": path,
-        "HOME": home,
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        "KUBECONFIG": kubeconfig,
-        "K8S_AUTH_KUBECONFIG": kubeconfig,
-        "POLYCRATE_WORKSPACE": request.workspace,
-        "POLYCRATE_BLOCK": request.block,
-        "POLYCRATE_ACTION": request.action,
-        "ANSIBLE_HOME": f"{home}/.ansible",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-        "ANSIBLE_LOCALHOST_WARNING": "0",
-        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-        "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACK_DIR),
-        "ANSIBLE_CALLBACKS_ENABLED": "cratekeeper_events",
-        "CRATEKEEPER_EVENTS_FILE": events_file,
-    }
-    if (request.workspace_dir / "inventory.yml").is_file():
-        env["ANSIBLE_INVENTORY"] = str(request.workspace_dir / "inventory.yml")
-    return env
-
-
-def ansible_command(ansible_playbook: str, request: ActionRequest, snapshot: str) -> list[str]:
-    """The ansible-playbook command line, run from the workspace root."""
-    return [ansible_playbook, "-e", f"@{snapshot}", request.playbook_path]
 
 
 _SECRET_KEYS = re.compile(
@@ -225,98 +265,3 @@ def redact(line: str, secrets: Iterable[str]) -> str:
         if secret:
             line = line.replace(secret, REDACTED)
     return line
-
-
-MAX_LINE = 16 * 1024  # characters kept of one output line (a debug of a huge var is one line)
-
-
-class LineSplitter:
-    """Whole lines from a byte stream cut anywhere (even inside a UTF-8 sequence); a line
-    longer than :data:`MAX_LINE` is cut there and the rest of it dropped, so no output can
-    exhaust memory or a buffer."""
-
-    def __init__(self) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._pending = ""
-        self._dropping = False  # inside the rest of a line that was already cut
-
-    def feed(self, chunk: bytes) -> list[str]:
-        text = self._decoder.decode(chunk)
-        lines: list[str] = []
-        while text:
-            head, newline, text = text.partition("\n")
-            if not self._dropping:
-                self._pending += head
-                if len(self._pending) > MAX_LINE:
-                    lines.append(self._pending[:MAX_LINE] + CUT)
-                    self._pending, self._dropping = "", True
-                    continue
-            if newline:
-                if not self._dropping:
-                    lines.append(self._pending)
-                self._pending, self._dropping = "", False
-        return lines
-
-    def close(self) -> list[str]:
-        rest = self._pending + self._decoder.decode(b"", final=True)
-        self._pending, self._dropping = "", False
-        return [rest[:MAX_LINE] + CUT if len(rest) > MAX_LINE else rest] if rest else []
-
-
-CUT = " … (line cut by cratekeeper)"
-
-
-class LogTail:
-    """The last :data:`LOG_TAIL_LINES` lines of a run's output, redacted as they arrive."""
-
-    def __init__(self, secrets: Iterable[str], on_output: OutputHandler | None = None) -> None:
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
-        self._lines: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-        self._on_output = on_output
-
-    def add(self, line: str) -> None:
-        clean = redact(line.rstrip("\n"), self._secrets)
-        self._lines.append(clean)
-        if self._on_output is not None:
-            self._on_output(clean)
-
-    @property
-    def lines(self) -> tuple[str, ...]:
-        return tuple(self._lines)
-
-
-_COUNT_FIELDS = tuple(TaskCounts.__dataclass_fields__)
-
-
-def parse_events(text: str) -> tuple[TaskCounts, str | None]:
-    """Counts from the callback's stats line, and the first failed task's name.
-
-    ``text`` is JSON lines of the ``cratekeeper_events`` callback: the whole events file (local
-    and docker runners) or the two lines the kubernetes runner's pod copies into its termination
-    message. Lines that are not such events are skipped, not errors: the kubelet keeps a
-    termination message from its end, so its first line may be cut, and the text comes from the
-    action's own container. The last stats line wins.
-    """
-    counts, failed_task = TaskCounts(), None
-    for raw in text.splitlines():
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
-        if event.get("event") == "task" and event.get("status") == "failed" and not failed_task:
-            failed_task = str(event.get("task"))
-        if event.get("event") == "stats":
-            try:
-                counts = TaskCounts(**{k: int(event.get(k, 0)) for k in _COUNT_FIELDS})
-            except (TypeError, ValueError):
-                continue
-    return counts, failed_task
-
-
-def read_events(path: Path) -> tuple[TaskCounts, str | None]:
-    """:func:`parse_events` of the events file; no file (the playbook never started): zeros."""
-    if not path.is_file():
-        return TaskCounts(), None
-    return parse_events(path.read_text(encoding="utf-8", errors="replace"))

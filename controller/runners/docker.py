@@ -1,10 +1,12 @@
 """The ``docker`` runner: the execution image run through the Docker Engine API (DESIGN §5).
 
 For controllers that run outside a cluster. The action sees what it sees under the other
-runners, at fixed container paths: the workspace read-only at :data:`WORKSPACE_DIR` (the block
-at ``blocks/<registry-path>/`` inside it, the working directory), the kubeconfig as a read-only
-single-file mount of the 0600 memory-backed file from :func:`controller.secrets.kubeconfig_file`,
-and a private run directory (``HOME``, the extra-vars snapshot, the callback's events file).
+runners (:mod:`controller.runners.contract`), at fixed container paths (:data:`PATHS`): the
+workspace at :data:`WORKSPACE_DIR` (the block's workdir inside it is the working directory;
+writable, as under Polycrate, so a block's artifacts reach the next block), the kubeconfig, the
+snapshot and the script as read-only single-file mounts of 0600 memory-backed files from
+:func:`controller.secrets.kubeconfig_file`, cratekeeper's Ansible plugins, and a private run
+directory (``HOME`` with Ansible's scratch, the callback's events file).
 The container runs as a non-root user on a read-only root filesystem with every capability
 dropped and ``no-new-privileges``; only ``/tmp`` is writable, as a tmpfs.
 
@@ -26,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import docker
 import docker.errors
@@ -34,25 +36,34 @@ from docker.types import LogConfig, Mount
 
 from controller.errors import RunError
 from controller.runners.base import (
-    CALLBACK_DIR,
     ActionRequest,
-    LineSplitter,
-    LogTail,
     OutputHandler,
+    RunPaths,
     RunResult,
-    action_env,
-    ansible_command,
     process_status,
-    read_events,
     redactions,
-    snapshot_yaml,
 )
+from controller.runners.contract import (
+    CALLBACK_DIR,
+    VARS_DIR,
+    action_env,
+    command,
+    script_text,
+    snapshot_text,
+    workdir,
+)
+from controller.runners.events import read_events
+from controller.runners.output import LineSplitter, LogTail
 from controller.secrets import kubeconfig_file
 
 WORKSPACE_DIR = "/workspace"
 RUN_DIR = "/cratekeeper/run"
 KUBECONFIG_PATH = "/cratekeeper/secrets/kubeconfig"
-CALLBACKS_PATH = "/cratekeeper/callback_plugins"
+SNAPSHOT_PATH = "/cratekeeper/secrets/snapshot.yml"
+SCRIPT_PATH = "/cratekeeper/secrets/script.sh"
+PLUGINS_PATH = "/cratekeeper/plugins"
+PATHS = RunPaths(root=WORKSPACE_DIR, kubeconfig=KUBECONFIG_PATH, snapshot=SNAPSHOT_PATH)
+"""Where the action finds the workspace, the kubeconfig and the snapshot in the container."""
 NONROOT_USER = "65532:65532"
 """The container user when the controller runs as root (distroless's ``nonroot``)."""
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -109,31 +120,37 @@ class DockerRunner:
         tail = LogTail(redactions(request), on_output)
         started = datetime.now(UTC)
         name = container_name(request)
+        snapshot = snapshot_text(request, PATHS).encode()
+        script = (script_text(request, PATHS) or "").encode()
         with (
             tempfile.TemporaryDirectory(prefix="cratekeeper-run-", dir=self.run_root) as tmp,
             kubeconfig_file(request.kubeconfig) as kubeconfig,
+            kubeconfig_file(snapshot) as snapshot_file,  # memory-backed: it may hold secrets
+            kubeconfig_file(script) as script_file,
         ):
             run_dir = Path(tmp)
-            workspace = await asyncio.to_thread(self._prepare, request, run_dir, kubeconfig)
-            spec = self._spec(request, name, run_dir, kubeconfig, path, workspace)
+            secrets = _Secrets(kubeconfig, snapshot_file, script_file)
+            workspace = await asyncio.to_thread(self._prepare, request, run_dir, secrets)
+            spec = self._spec(request, name, run_dir, secrets, path, workspace)
             exit_code, timed_out = await self._supervise(spec, tail, request.timeout)
             events = read_events(run_dir / "events.jsonl")
+            if workspace != request.workspace_dir:
+                await asyncio.to_thread(_bring_back_artifacts, request, workspace)
         status = process_status(exit_code, timed_out)
         return RunResult.ended(status, events, tail, started, exit_code, name)
 
-    def _prepare(self, request: ActionRequest, run_dir: Path, kubeconfig: Path) -> Path:
-        """Lay out the run directory and hand it (and the kubeconfig) to the container user;
-        the workspace directory the container mounts."""
+    def _prepare(self, request: ActionRequest, run_dir: Path, secrets: _Secrets) -> Path:
+        """Lay out the run directory and hand it (and the secret files) to the container user;
+        the workspace directory the container mounts (read-write: the block writes its
+        artifacts there, and they reach the next block as under Polycrate)."""
         home = run_dir / "home"
         home.mkdir(mode=0o700)
-        snapshot = run_dir / "snapshot.yml"
-        snapshot.write_text(snapshot_yaml(request))
-        snapshot.chmod(0o600)
+        (request.workspace_dir / request.artifacts_dir).mkdir(parents=True, exist_ok=True)
         if os.geteuid() != 0:
             return request.workspace_dir  # the container runs as this user: it can read it
         # Root hands the files over. The workspace may be private to root (the pipeline
         # exports it 0700), so the container gets its own copy, owned by its user.
-        for owned in (run_dir, home, snapshot, kubeconfig):
+        for owned in (run_dir, home, *secrets):
             os.chown(owned, self._uid, self._gid)
         workspace = run_dir / "workspace"
         shutil.copytree(request.workspace_dir, workspace, symlinks=True)
@@ -146,26 +163,28 @@ class DockerRunner:
         request: ActionRequest,
         name: str,
         run_dir: Path,
-        kubeconfig: Path,
+        secrets: _Secrets,
         path: str,
         workspace: Path,
     ) -> dict[str, Any]:
         """The ``containers.create`` arguments of one run."""
         env = action_env(
             request,
-            kubeconfig=KUBECONFIG_PATH,
+            PATHS,
             home=f"{RUN_DIR}/home",
             events_file=f"{RUN_DIR}/events.jsonl",
             path=path,
+            plugins=PLUGINS_PATH,
+            in_container=True,
+            script=SCRIPT_PATH if request.has_script else None,
         )
-        env["ANSIBLE_CALLBACK_PLUGINS"] = CALLBACKS_PATH
-        if "ANSIBLE_INVENTORY" in env:
-            env["ANSIBLE_INVENTORY"] = f"{WORKSPACE_DIR}/inventory.yml"
         return {
             "image": self.image,
-            "command": ansible_command("ansible-playbook", request, f"{RUN_DIR}/snapshot.yml"),
+            "command": command(
+                request, PATHS, ansible_playbook="ansible-playbook", script=SCRIPT_PATH
+            ),
             "name": name,
-            "working_dir": WORKSPACE_DIR,
+            "working_dir": workdir(request, PATHS),
             "environment": env,
             "user": self.user,
             "network_mode": self.network_mode,
@@ -176,9 +195,17 @@ class DockerRunner:
             "init": True,  # reaps the zombies of Ansible's forks
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={TMPFS_SIZE}"},  # noqa: S108
             "mounts": [
-                Mount(WORKSPACE_DIR, str(workspace), type="bind", read_only=True),
-                Mount(KUBECONFIG_PATH, str(kubeconfig), type="bind", read_only=True),
-                Mount(CALLBACKS_PATH, str(CALLBACK_DIR), type="bind", read_only=True),
+                Mount(WORKSPACE_DIR, str(workspace), type="bind"),
+                Mount(KUBECONFIG_PATH, str(secrets.kubeconfig), type="bind", read_only=True),
+                Mount(SNAPSHOT_PATH, str(secrets.snapshot), type="bind", read_only=True),
+                Mount(SCRIPT_PATH, str(secrets.script), type="bind", read_only=True),
+                Mount(
+                    f"{PLUGINS_PATH}/callback_plugins",
+                    str(CALLBACK_DIR),
+                    type="bind",
+                    read_only=True,
+                ),
+                Mount(f"{PLUGINS_PATH}/vars_plugins", str(VARS_DIR), type="bind", read_only=True),
                 Mount(RUN_DIR, str(run_dir), type="bind"),
             ],
             # The logs are followed through the API, which needs a driver that can read back.
@@ -300,6 +327,24 @@ class DockerRunner:
                 f"docker runner: cannot get image {self.image}: {_explain(exc)}; check the "
                 "image reference, the engine's registry access and DOCKER_HOST"
             ) from None
+
+
+class _Secrets(NamedTuple):
+    """The run's 0600 memory-backed files, each mounted read-only as a single file."""
+
+    kubeconfig: Path
+    snapshot: Path
+    script: Path
+
+
+def _bring_back_artifacts(request: ActionRequest, copy: Path) -> None:
+    """The block's artifacts from the container's copy of the workspace into the export."""
+    source = copy / request.artifacts_dir
+    target = request.workspace_dir / request.artifacts_dir
+    if not source.is_dir():
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target, symlinks=True)
 
 
 def container_name(request: ActionRequest) -> str:

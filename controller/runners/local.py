@@ -1,4 +1,11 @@
-"""The ``local`` runner: ``ansible-playbook`` as a subprocess, for development, demo and tests."""
+"""The ``local`` runner: the action as a subprocess, for development, the demo and the tests.
+
+The action runs from the block's workdir in the controller's export of the workspace, with the
+environment of :func:`controller.runners.contract.action_env`: a private ``HOME`` (Ansible's
+scratch included) in a temp directory, the kubeconfig and the snapshot in 0600 memory-backed
+files, all removed when the run ends. A hard kill of the controller leaves the run's process
+group to the operating system: the next reconcile runs the action again (it is not recorded).
+"""
 
 from __future__ import annotations
 
@@ -15,17 +22,22 @@ from pathlib import Path
 from controller.errors import RunError
 from controller.runners.base import (
     ActionRequest,
-    LineSplitter,
-    LogTail,
     OutputHandler,
+    RunPaths,
     RunResult,
-    action_env,
-    ansible_command,
     process_status,
-    read_events,
     redactions,
-    snapshot_yaml,
 )
+from controller.runners.contract import (
+    PLUGIN_DIR,
+    action_env,
+    command,
+    script_text,
+    snapshot_text,
+    workdir,
+)
+from controller.runners.events import read_events
+from controller.runners.output import LineSplitter, LogTail
 from controller.secrets import kubeconfig_file
 
 
@@ -58,23 +70,41 @@ class LocalRunner:
         with (
             tempfile.TemporaryDirectory(prefix="cratekeeper-run-") as tmp,
             kubeconfig_file(request.kubeconfig) as kubeconfig,
+            kubeconfig_file(b"") as snapshot,  # memory-backed, 0600: it may hold secrets
         ):
-            home = Path(tmp) / "home"
+            run_dir = Path(tmp)
+            home = run_dir / "home"
             home.mkdir(mode=0o700)
-            snapshot = Path(tmp) / "snapshot.yml"
-            snapshot.write_text(snapshot_yaml(request))
-            snapshot.chmod(0o600)
-            events = Path(tmp) / "events.jsonl"
+            paths = RunPaths(
+                root=str(request.workspace_dir), kubeconfig=str(kubeconfig), snapshot=str(snapshot)
+            )
+            snapshot.write_text(snapshot_text(request, paths))
+            script = run_dir / "script.sh"
+            text = script_text(request, paths)
+            if text is not None:
+                script.write_text(text)
+                script.chmod(0o700)
+            events = run_dir / "events.jsonl"
             env = action_env(
                 request,
-                kubeconfig=str(kubeconfig),
+                paths,
                 home=str(home),
                 events_file=str(events),
                 path=f"{Path(binary).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+                plugins=str(PLUGIN_DIR),
+                in_container=False,
+                script=str(script) if text is not None else None,
             )
+            cwd = Path(workdir(request, paths))
+            if not cwd.is_dir():
+                raise RunError(
+                    f"block {request.block!r}: its workdir {request.workdir} is not in the "
+                    "workspace; check the block's folder under blocks/"
+                )
+            (request.workspace_dir / request.artifacts_dir).mkdir(parents=True, exist_ok=True)
             proc = await asyncio.create_subprocess_exec(
-                *ansible_command(binary, request, str(snapshot)),
-                cwd=request.workspace_dir,
+                *command(request, paths, ansible_playbook=binary, script=str(script)),
+                cwd=cwd,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,

@@ -2,11 +2,12 @@
 
 It runs as the init container of the run's pod (docs/kubernetes-runner.md) and lays out the
 workspace exactly as the controller does for the local runner: the workspace at the commit
-(:func:`controller.source.fetch` of ``GitRef.commit`` + ``GitTree.export``), the block at the
-digest under ``blocks/<registry-path>/`` (:func:`controller.registry.pull_block`, which verifies
-the digest), and the ``cratekeeper_events`` Ansible callback for the main container, whose image
-need not contain cratekeeper. A failure is printed and written to the termination message, so
-the controller reports it without scraping the log.
+(:func:`controller.source.fetch` of ``GitRef.commit`` + ``GitTree.export``), a registry block at
+the digest under ``blocks/<registry-path>/`` (:func:`controller.registry.pull_block`, which
+verifies the digest; a local block is already in the tree), and cratekeeper's Ansible plugins
+(the ``cratekeeper_events`` callback, the ``polycrate_vars`` vars plugin) for the main
+container, whose image need not contain cratekeeper. A failure is printed and written to the
+termination message, so the controller reports it without scraping the log.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from controller.registry import (
     RegistryOptions,
     pull_block,
 )
-from controller.runners.base import CALLBACK_DIR
+from controller.runners.contract import CALLBACK_DIR, VARS_DIR
 from controller.source import GitAuth, GitRef, fetch
 
 CALLBACK_FILE = "cratekeeper_events.py"
+VARS_FILE = "polycrate_vars.py"
 MESSAGE_LIMIT = 4096  # the kubelet keeps at most this much of a termination message
 
 
@@ -41,7 +43,9 @@ class PrepareOptions:
 
     repo: str
     commit: str
-    block: BlockRef
+    block: BlockRef | None
+    """The registry block to pull by digest; ``None`` when the action's block is a local or
+    inline block (it is in the workspace's tree)."""
     dest: Path
     cache: Path
     path: str = ""
@@ -51,9 +55,10 @@ class PrepareOptions:
     insecure_registries: tuple[str, ...] = ()
 
 
-def prepare(options: PrepareOptions) -> PulledBlock:
-    """Export the workspace at the commit into ``dest`` and pull the block by its digest."""
-    if options.block.digest is None:
+def prepare(options: PrepareOptions) -> PulledBlock | None:
+    """Export the workspace at the commit into ``dest`` and pull the block by its digest (the
+    block pulled, or ``None`` for a local block)."""
+    if options.block is not None and options.block.digest is None:
         raise RunError(
             f"--block {options.block} has no digest; pass REF@sha256:DIGEST so the pod runs "
             "exactly the block the controller planned"
@@ -67,6 +72,10 @@ def prepare(options: PrepareOptions) -> PulledBlock:
         auth=auth,
     )
     revision.tree.export(options.dest)
+    if options.tools is not None:
+        install_plugins(options.tools)
+    if options.block is None:
+        return None
     docker_config = DockerConfig.from_file(options.docker_config) if options.docker_config else None
     client = RegistryClient(
         RegistryOptions(
@@ -75,18 +84,21 @@ def prepare(options: PrepareOptions) -> PulledBlock:
             cache_dir=options.cache / "registry",
         )
     )
-    pulled = pull_block(options.block, options.dest, client=client)
-    if options.tools is not None:
-        install_callback(options.tools)
-    return pulled
+    return pull_block(options.block, options.dest, client=client)
 
 
-def install_callback(tools: Path) -> Path:
-    """Copy the ``cratekeeper_events`` callback to ``<tools>/callback_plugins/``; return it."""
-    target = tools / "callback_plugins"
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(CALLBACK_DIR / CALLBACK_FILE, target / CALLBACK_FILE)
-    return target
+def install_plugins(tools: Path) -> Path:
+    """Copy cratekeeper's Ansible plugins (the ``cratekeeper_events`` callback, the
+    ``polycrate_vars`` vars plugin) to ``<tools>/callback_plugins/`` and
+    ``<tools>/vars_plugins/``; return ``tools``."""
+    for source, folder, name in (
+        (CALLBACK_DIR, "callback_plugins", CALLBACK_FILE),
+        (VARS_DIR, "vars_plugins", VARS_FILE),
+    ):
+        target = tools / folder
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, target / name)
+    return tools
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -97,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repo", required=True, help="Git URL of the workspace repository")
     parser.add_argument("--commit", required=True, help="full commit SHA to export")
     parser.add_argument("--path", default="", help="the workspace's folder in the repository")
-    parser.add_argument("--block", required=True, help="REGISTRY/PATH:TAG@sha256:DIGEST")
+    parser.add_argument(
+        "--block", help="REGISTRY/PATH:TAG@sha256:DIGEST (none: the block is in the workspace)"
+    )
     parser.add_argument("--dest", required=True, type=Path, help="where to lay it out")
     parser.add_argument("--cache", type=Path, help="Git and blob cache (default: DEST/../cache)")
     parser.add_argument("--tools", type=Path, help="where to put the Ansible callback")
@@ -115,7 +129,7 @@ def options_from(args: argparse.Namespace) -> PrepareOptions:
     return PrepareOptions(
         repo=args.repo,
         commit=args.commit,
-        block=BlockRef.parse(args.block),
+        block=BlockRef.parse(args.block) if args.block else None,
         dest=args.dest,
         cache=args.cache or args.dest.parent / "cache",
         path=args.path,
@@ -140,10 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(OSError):
                 termination_log.write_bytes(message.encode()[:MESSAGE_LIMIT])
         return 1
-    print(
-        f"cratekeeper prepare: workspace at {options.commit[:12]} and {pulled.ref} "
-        f"ready in {options.dest}"
-    )
+    block = f" and {pulled.ref}" if pulled is not None else ""
+    print(f"cratekeeper prepare: workspace at {options.commit[:12]}{block} ready in {options.dest}")
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
-from controller.runners.base import ActionRequest
+from controller.runners.base import ActionRequest, StaticContract
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 REF = BlockRef.parse("registry.acme-corp.com/acme/apps/app-deploy:1.2.0")
@@ -23,7 +23,25 @@ def workspace_with_block(tmp_path: Path, block_dir: Path, ref: BlockRef = REF) -
     return root
 
 
+def snapshot_of(block: str, ref: BlockRef | None, config: dict[str, object]) -> dict[str, object]:
+    """A snapshot of the shape the runner tests read (the model builds the full one)."""
+    return {
+        "workspace": {"name": "acme-staging-1", "organization": "acme"},
+        "block": {
+            "name": block,
+            "version": ref.version if ref else None,
+            "config": config,
+            "workdir": {"path": f"blocks/{ref.name if ref else block}"},
+        },
+        "action": {"name": "deploy"},
+    }
+
+
 def request(root: Path, kubeconfig: Path, namespace: str, **over: object) -> ActionRequest:
+    """The example block's deploy at ``root``; ``over`` replaces fields (``script=[...]`` makes
+    it a script action of those lines)."""
+    config = {"namespace": namespace, "image": "", "replicas": 1, "port": 8080}
+    lines = over.pop("script", None)
     fields: dict[str, object] = {
         "workspace": "acme-staging-1",
         "organization": "acme",
@@ -31,9 +49,12 @@ def request(root: Path, kubeconfig: Path, namespace: str, **over: object) -> Act
         "block": "app",
         "ref": REF,
         "action": "deploy",
-        "playbook": "deploy.yml",
-        "config": {"namespace": namespace, "image": "", "replicas": 1, "port": 8080},
+        "playbook": "deploy.yml" if lines is None else None,
+        "has_script": lines is not None,
+        "config": config,
         "workspace_dir": root,
+        "workdir": f"blocks/{REF.name}",
+        "contract": StaticContract(snapshot_of("app", REF, config), lines or ()),
         "kubeconfig": kubeconfig.read_bytes(),
         "timeout": 300.0,
     }

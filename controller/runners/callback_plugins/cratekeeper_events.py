@@ -2,8 +2,9 @@
 
 Loaded through ``ANSIBLE_CALLBACK_PLUGINS`` next to the normal screen output, it writes to the
 file named by ``CRATEKEEPER_EVENTS_FILE``: results are read from structured events, never
-scraped from the human log. Only names and counts are written, never module arguments or
-results, so nothing secret reaches the file.
+scraped from the human log. The stats line also counts the plays and those whose ``hosts``
+matched no host, so a playbook that did nothing is not taken for a success. Only names and
+counts are written, never module arguments or results, so nothing secret reaches the file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class CallbackModule(CallbackBase):
     def __init__(self) -> None:
         super().__init__()
         self._path = os.environ.get("CRATEKEEPER_EVENTS_FILE")
+        self._plays = 0
+        self._hostless = 0  # plays whose hosts pattern matched nothing
 
     def _emit(self, event: dict[str, Any]) -> None:
         if not self._path:
@@ -62,6 +65,12 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_unreachable(self, result: Any) -> None:
         self._task(result, "unreachable")
 
+    def v2_playbook_on_play_start(self, play: Any) -> None:
+        self._plays += 1
+
+    def v2_playbook_on_no_hosts_matched(self) -> None:
+        self._hostless += 1
+
     def v2_playbook_on_stats(self, stats: Any) -> None:
         totals = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "unreachable": 0}
         for host in stats.processed:
@@ -69,4 +78,5 @@ class CallbackModule(CallbackBase):
             for key in ("ok", "changed", "skipped", "unreachable"):
                 totals[key] += summary.get(key, 0)
             totals["failed"] += summary.get("failures", 0)
-        self._emit({"event": "stats", **totals})
+        # plays/hostless let cratekeeper tell a playbook that matched no host from a success.
+        self._emit({"event": "stats", **totals, "plays": self._plays, "hostless": self._hostless})

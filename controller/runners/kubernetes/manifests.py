@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.kube import Job
-from controller.runners.base import (
-    ActionRequest,
-    RunStatus,
+from controller.runners.base import ActionRequest, RunPaths, RunStatus
+from controller.runners.contract import (
     action_env,
-    ansible_command,
-    snapshot_yaml,
+    command,
+    script_text,
+    snapshot_text,
+    workdir,
 )
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -42,23 +43,29 @@ WORKSPACE_DIR = "/workspace"
 HOME_DIR = "/home/cratekeeper"
 TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir private to the pod
 TOOLS_DIR = "/opt/cratekeeper"
-RUN_DIR = "/run/cratekeeper"  # the run's Secret: kubeconfig and snapshot.yml (tmpfs)
+RUN_DIR = "/run/cratekeeper"  # the run's Secret: kubeconfig, snapshot.yml, script.sh (tmpfs)
 GIT_AUTH_DIR = "/etc/cratekeeper/git"
 REGISTRY_AUTH_DIR = "/etc/cratekeeper/registry"
 EVENTS_FILE = f"{TMP_DIR}/cratekeeper-events.jsonl"
 TERMINATION_LOG = "/dev/termination-log"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SCRIPT_FILE = f"{RUN_DIR}/script.sh"
+PATHS = RunPaths(
+    root=WORKSPACE_DIR, kubeconfig=f"{RUN_DIR}/kubeconfig", snapshot=f"{RUN_DIR}/snapshot.yml"
+)
+"""Where the action finds the workspace, the kubeconfig and the snapshot in the pod."""
 
-# The main container's entry point. It runs the playbook, then copies the first failed task and
-# the stats line of the callback's events into the termination message (the kubelet keeps at
-# most 4 KiB, from the end: the stats line always survives), and exits with the playbook's code.
+# The main container's entry point. It runs the action, then copies the first failed task and
+# the last stats lines (one per playbook run) of the callback's events into the termination
+# message (the kubelet keeps at most 4 KiB, from the end: the last stats line always survives),
+# and exits with the action's code.
 # Only sh, grep, head and tail are needed, so any Ansible execution image will do.
 RUN_SCRIPT = """\
 "$@"
 rc=$?
 if [ -f "$CRATEKEEPER_EVENTS_FILE" ]; then
   { grep '"status": "failed"' "$CRATEKEEPER_EVENTS_FILE" | head -n 1
-    grep '"event": "stats"' "$CRATEKEEPER_EVENTS_FILE" | tail -n 1
+    grep '"event": "stats"' "$CRATEKEEPER_EVENTS_FILE" | tail -n 10
   } > "${CRATEKEEPER_TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null
 fi
 exit $rc
@@ -109,7 +116,7 @@ def run_labels(request: ActionRequest) -> dict[str, str]:
 
 def run_annotations(request: ActionRequest) -> dict[str, str]:
     """The annotations of a run's Job, pod and Secret: its exact inputs, unshortened."""
-    return {ANNOTATION_COMMIT: request.revision, ANNOTATION_BLOCK_REF: str(request.ref)}
+    return {ANNOTATION_COMMIT: request.revision, ANNOTATION_BLOCK_REF: request.pin}
 
 
 RESERVED_LABELS = frozenset({MANAGED_BY, LABEL_JOB})
@@ -160,11 +167,16 @@ class PodOptions:
 
 
 def secret_data(request: ActionRequest) -> dict[str, str]:
-    """The run's Secret ``data``: the decrypted kubeconfig and the extra-vars snapshot."""
-    return {
-        "kubeconfig": base64.b64encode(request.kubeconfig).decode(),
-        "snapshot.yml": base64.b64encode(snapshot_yaml(request).encode()).decode(),
+    """The run's Secret ``data``: the decrypted kubeconfig, the snapshot and a script action's
+    rendered script (which may quote secret config too)."""
+    data = {
+        "kubeconfig": request.kubeconfig,
+        "snapshot.yml": snapshot_text(request, PATHS).encode(),
     }
+    script = script_text(request, PATHS)
+    if script is not None:
+        data["script.sh"] = script.encode()
+    return {key: base64.b64encode(value).decode() for key, value in data.items()}
 
 
 def secret_manifest(
@@ -201,9 +213,11 @@ def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOp
     """The init container's arguments to ``python -m controller.runners.prepare``."""
     args = [
         *("--repo", source.url, "--commit", request.revision, "--path", source.path),
-        *("--block", str(request.ref), "--dest", WORKSPACE_DIR, "--tools", TOOLS_DIR),
+        *("--dest", WORKSPACE_DIR, "--tools", TOOLS_DIR),
         *("--cache", f"{TMP_DIR}/cache", "--termination-log", TERMINATION_LOG),
     ]
+    if request.ref is not None:  # a local block is in the workspace's own tree
+        args += ["--block", str(request.ref)]
     if source.git_secret:
         args += ["--git-auth", GIT_AUTH_DIR]
     if source.registry_secret:
@@ -215,17 +229,16 @@ def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOp
 
 def main_env(request: ActionRequest, options: PodOptions) -> dict[str, str]:
     """The main container's environment: the local runner's, with the pod's paths."""
-    env = action_env(
+    return action_env(
         request,
-        kubeconfig=f"{RUN_DIR}/kubeconfig",
+        PATHS,
         home=HOME_DIR,
         events_file=EVENTS_FILE,
         path=options.path,
+        plugins=TOOLS_DIR,
+        in_container=True,
+        script=SCRIPT_FILE if request.has_script else None,
     )
-    env["ANSIBLE_CALLBACK_PLUGINS"] = f"{TOOLS_DIR}/callback_plugins"
-    if "ANSIBLE_INVENTORY" in env:  # action_env checked the controller's copy of the workspace
-        env["ANSIBLE_INVENTORY"] = f"{WORKSPACE_DIR}/inventory.yml"
-    return env
 
 
 def _security_context() -> dict[str, Any]:
@@ -310,8 +323,8 @@ def job_manifest(
         "name": MAIN,
         "image": options.image,
         "command": ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run"],
-        "args": ansible_command("ansible-playbook", request, f"{RUN_DIR}/snapshot.yml"),
-        "workingDir": WORKSPACE_DIR,
+        "args": command(request, PATHS, ansible_playbook="ansible-playbook", script=SCRIPT_FILE),
+        "workingDir": workdir(request, PATHS),
         "env": _env_list(main_env(request, options)),
         "volumeMounts": [
             *scratch,

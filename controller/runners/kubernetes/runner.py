@@ -22,15 +22,13 @@ from controller.api.spec import WorkspaceSpec
 from controller.errors import KubeAlreadyExistsError, KubeError, RunError
 from controller.kube import Job, Kube, Pod
 from controller.runners.base import (
-    LOG_TAIL_LINES,
     ActionRequest,
-    LogTail,
     OutputHandler,
     RunResult,
     RunStatus,
-    parse_events,
     redactions,
 )
+from controller.runners.events import parse_events
 from controller.runners.kubernetes.manifests import (
     ANNOTATION_COMMIT,
     DEFAULT_PATH,
@@ -46,6 +44,7 @@ from controller.runners.kubernetes.manifests import (
     job_outcome,
     secret_manifest,
 )
+from controller.runners.output import LOG_TAIL_LINES, LogTail
 
 _Ending = Literal["succeeded", "failed", "timedOut", "deadline", "deleted"]
 
@@ -149,11 +148,12 @@ class KubernetesRunner:
           Job or its Secret (the API server's reason and message included; see
           :mod:`controller.kube.adapter`). Passing failures while following the Job are retried
           until its deadline; failing to read the pod or its log becomes a note in the tail.
-        - :class:`~controller.errors.RunError` (reason ``RunFailed``): the block has no digest;
+        - :class:`~controller.errors.RunError` (reason ``RunFailed``): a registry block has no
+          digest;
           a Job of the run's name exists that cratekeeper did not make for this commit; the Job
           keeps changing under us; an earlier Job stays in deletion past ``delete_timeout``.
         """
-        if request.ref.digest is None:
+        if request.ref is not None and request.ref.digest is None:
             raise RunError(
                 f"block {request.ref} has no digest; the kubernetes runner pulls blocks by digest "
                 "so the pod runs exactly what was planned"

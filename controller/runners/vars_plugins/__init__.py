@@ -1,0 +1,1 @@
+"""Ansible vars plugins cratekeeper puts on ``ANSIBLE_VARS_PLUGINS`` for every run."""
