@@ -104,6 +104,12 @@ class GitHistoryRewrittenError(SourceError):
     reason = "GitHistoryRewritten"
 
 
+class GitTimeoutError(SourceError):
+    """A Git command did not finish in time (it and its children were killed)."""
+
+    reason = "GitTimedOut"
+
+
 class StatusUnreadableError(CratekeeperError):
     """A recorded status (a Workspace's ``.status``, a state file) does not validate in a part
     a reconcile needs: nothing runs until a person repairs it."""

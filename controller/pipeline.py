@@ -135,6 +135,9 @@ async def reconcile(
         return outcome(up_to_date=True)
     try:
         return await _reconcile(revision, status, ctx, progress, outcome)
+    except CratekeeperError as exc:  # e.g. Git timing out while exporting the tree
+        progress(f"revision {revision.sha[:12]}: {exc.reason}: {exc}")
+        return outcome(error=exc)
     except Exception as exc:  # a bug or the machine (disk full): a failed attempt, not a crash
         error = unexpected(exc, f"reconciling {revision.sha[:12]}")
         progress(f"revision {revision.sha[:12]}: {error.reason}: {error}")

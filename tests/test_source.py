@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime
@@ -14,6 +15,7 @@ from controller.errors import (
     GitAuthError,
     GitHistoryRewrittenError,
     GitRefNotFoundError,
+    GitTimeoutError,
     GitUnreachableError,
     SourceError,
 )
@@ -218,6 +220,65 @@ def test_closed_port_is_unreachable(closed_port: int, cache: Path) -> None:
 def test_hung_server_times_out_as_unreachable(silent_port: int, cache: Path) -> None:
     with pytest.raises(GitUnreachableError, match="did not answer within 1s"):
         fetch(f"git://127.0.0.1:{silent_port}/x.git", GitRef.branch("main"), cache, timeout=1)
+
+
+def _processes_with(*words: str) -> list[str]:
+    """Command lines of this machine's processes that contain every one of ``words``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # it ended meanwhile
+        line = " ".join(a.decode(errors="replace") for a in argv if a)
+        if line and all(w in line for w in words):
+            found.append(line)
+    return found
+
+
+@pytest.fixture
+def hung_repository(tmp_path: Path) -> Iterator[Path]:
+    """A bare repository every git command hangs on: its ``packed-refs`` is a FIFO nobody
+    writes to (the hang of an overloaded NFS mount or a stuck server-side hook)."""
+    repo = tmp_path / "hung.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True)
+    (repo / "packed-refs").unlink(missing_ok=True)
+    os.mkfifo(repo / "packed-refs")
+    yield repo
+    # Release whoever still waits on it (the server side of an ssh test): end of file.
+    while True:
+        try:
+            os.close(os.open(repo / "packed-refs", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            break  # no reader left
+
+
+def test_a_hung_local_git_command_is_a_git_timeout(hung_repository: Path) -> None:
+    with pytest.raises(GitTimeoutError, match=r"git rev-parse did not finish within 1s") as caught:
+        gitcmd.run(["rev-parse", "--verify", "refs/heads/main"], git_dir=hung_repository, timeout=1)
+    assert caught.value.reason == "GitTimedOut"
+    assert not _processes_with("rev-parse", str(hung_repository))
+
+
+def test_a_silent_ssh_server_times_out_and_leaves_no_ssh_behind(
+    silent_port: int, cache: Path
+) -> None:
+    url = f"ssh://git@127.0.0.1:{silent_port}/x.git"
+    with pytest.raises(GitUnreachableError, match="did not answer within 1s"):
+        fetch(url, GitRef.branch("main"), cache, timeout=1)
+    assert not _processes_with("ssh", f"-p {silent_port}")
+
+
+def test_a_hung_repository_behind_sshd_times_out_and_leaves_no_ssh_behind(
+    ssh_server: SshServer, hung_repository: Path, cache: Path
+) -> None:
+    url = f"ssh://{ssh_server.user}@127.0.0.1:{ssh_server.port}{hung_repository}"
+    auth = _ssh_auth(ssh_server, ssh_server.known_hosts)
+    with pytest.raises(GitUnreachableError, match="did not answer within 2s"):
+        fetch(url, GitRef.branch("main"), cache, auth=auth, timeout=2)
+    assert not _processes_with("ssh", f"-p {ssh_server.port}", str(hung_repository))
 
 
 def test_missing_repository_is_reported(git_daemon: GitDaemon, cache: Path) -> None:

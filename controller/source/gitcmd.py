@@ -3,20 +3,26 @@
 Git runs with no system or user config, an empty ``$HOME``, no terminal prompts and stable
 English messages. Other modules call :func:`run` and :func:`git` through this module
 (``gitcmd.run(...)``), so a test can wrap :func:`run` to count every ``git`` process.
+
+Each command runs in its own process group: when it times out (or the caller is interrupted)
+the whole group is killed, so no ``ssh``, ``git-remote-http`` or credential helper it started
+outlives it, and the timeout is a :class:`~controller.errors.GitTimeoutError`.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from controller.errors import SourceError
+from controller.errors import GitTimeoutError, SourceError
 from controller.source.classify import redact
 
 __all__ = ["DEFAULT_TIMEOUT", "git", "run", "stderr"]
@@ -65,19 +71,48 @@ def run(
         argv += ["--git-dir", str(git_dir)]
     argv += list(args)
     try:
-        return subprocess.run(
+        proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=_hermetic_env(extra_env),
-            capture_output=True,
             stdin=subprocess.DEVNULL,
-            timeout=timeout,
-            check=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, killed as one (see the module doc)
         )
     except FileNotFoundError as exc:
         if cwd is not None and not cwd.is_dir():
             raise SourceError(f"{cwd} does not exist") from None
         raise SourceError("the `git` executable was not found on PATH; install Git") from exc
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise GitTimeoutError(
+            f"git {_command(args)} did not finish within {timeout:.0f}s and was stopped"
+        ) from None
+    except BaseException:  # interrupted (Ctrl-C, a cancelled thread): leave nothing behind
+        _kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc`` and every process of its group (ssh, remote helpers), then reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:  # a child that left the group holds the pipes open
+        proc.wait()
+
+
+def _command(args: Sequence[str]) -> str:
+    """The git subcommand of ``args`` (after any ``-c key=value`` options)."""
+    words = list(args)
+    while words[:1] == ["-c"]:
+        words = words[2:]
+    return words[0] if words else "(none)"
 
 
 def git(

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from controller.errors import GitAuthError, GitUnreachableError
+from controller.errors import GitAuthError, GitTimeoutError, GitUnreachableError
 from controller.source import gitcmd
 from controller.source.classify import classify, redact
 from controller.source.model import GitAuth
@@ -70,7 +69,7 @@ class Remote:
         argv = [a for c in self.config for a in ("-c", c)] + list(args)
         try:
             proc = gitcmd.run(argv, git_dir=git_dir, extra_env=self.env, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
+        except GitTimeoutError:
             raise GitUnreachableError(
                 f"{self.display} did not answer within {self.timeout:.0f}s; "
                 "check the URL, the network and any proxy"
