@@ -26,19 +26,20 @@ if TYPE_CHECKING:
 SHM = Path("/dev/shm")
 
 
-def kubeconfig_files(uid: int) -> set[Path]:
-    """Kubeconfig files handed to ``uid`` (other sessions' runners may share /dev/shm)."""
+def kubeconfig_files(uid: int, server: str) -> set[Path]:
+    """Kubeconfig files for ``server`` handed to ``uid``: other sessions' runners share
+    /dev/shm, each with its own emulator."""
     found = set()
     for path in SHM.glob("cratekeeper-kubeconfig-*"):
         with contextlib.suppress(FileNotFoundError):  # removed by its run meanwhile
-            if path.stat().st_uid == uid:
+            if path.stat().st_uid == uid and server in path.read_text(errors="replace"):
                 found.add(path)
     return found
 
 
 @pytest.fixture
 def runner(
-    docker_engine: DockerEngine, execution_image: str, tmp_path: Path
+    docker_engine: DockerEngine, execution_image: str, kube_emulator: KubeEmulator, tmp_path: Path
 ) -> Iterator[DockerRunner]:
     """A runner on the test engine, host network; after the test nothing of its runs is left."""
     runs = tmp_path / "runs"
@@ -47,11 +48,11 @@ def runner(
         execution_image, client=docker_engine.client, network_mode="host", run_root=runs
     )
     uid = int(made.user.split(":")[0])
-    before = kubeconfig_files(uid)
+    before = kubeconfig_files(uid, kube_emulator.url)
     yield made
     assert docker_engine.containers(LABEL) == [], "a container outlived its run"
     assert list(runs.iterdir()) == [], "a run left its directory behind"
-    assert kubeconfig_files(uid) <= before, "a run left its kubeconfig behind"
+    assert kubeconfig_files(uid, kube_emulator.url) <= before, "a run left its kubeconfig behind"
 
 
 def run(runner: DockerRunner, req: ActionRequest, lines: list[str] | None = None) -> RunResult:

@@ -2,8 +2,15 @@
 
 The session starts its own ``dockerd`` (Debian's ``docker.io``) with a private socket, exec-root
 and pidfile, no bridge and no iptables rules, so it touches nothing of the machine's own engine
-or network. Its ``--data-root`` is a stable cache directory (``CRATEKEEPER_TEST_DOCKER_ROOT``,
-default ``~/.cache/cratekeeper-tests/docker``) so the image is built once per machine:
+or network. Each checkout (and each pytest-xdist worker) has its own engine: its data root is
+``~/.cache/cratekeeper-tests/engines/<checkout>-<worker>/`` (``<checkout>``: a hash of this
+repository's path; ``CRATEKEEPER_TEST_DOCKER_ROOT`` overrides the whole path), locked while a
+session uses it. A second session of the same checkout waits for the lock (up to
+:data:`LOCK_WAIT` seconds) instead of skipping; two checkouts never meet. Engines unused for
+:data:`STALE_DAYS` days are removed (fresh clones, such as CI's, leave theirs behind).
+
+The images are built once per machine and shared between engines as tarballs in
+``~/.cache/cratekeeper-tests/images/`` (written under a lock, loaded by every other engine):
 
 1. a Debian bookworm root filesystem by ``debootstrap --variant=minbase`` (python3 is 3.11, as
    the project's), from the Debian mirror apt already uses, imported as
@@ -18,7 +25,9 @@ Fixtures::
     execution_image   session  the test execution image's tag; skips if it cannot be built
 
 Both skip with the reason (no dockerd, not root, the daemon did not start, no debootstrap, the
-build failed) rather than fail: the docker runner's tests need a privileged machine.
+build failed) rather than fail: the docker runner's tests need a privileged machine. In CI a skip
+fails the run (tests/support/ci_skips.py). Tests using ``docker_engine`` are grouped on one xdist
+worker (``xdist_group``), so a parallel run starts one engine.
 """
 
 from __future__ import annotations
@@ -44,11 +53,15 @@ import docker.errors
 import pytest
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
 DOCKERFILE = HERE / "execution-test.Dockerfile"
 BASE_IMAGE = "cratekeeper-test-base:bookworm"
 IMAGE_REPOSITORY = "cratekeeper-test-execution"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 START_TIMEOUT = 60.0
+LOCK_WAIT = 1800.0
+STALE_DAYS = 3
+XDIST_GROUP = "docker-engine"
 
 
 @dataclass
@@ -64,11 +77,43 @@ class DockerEngine:
         return list(self.client.containers.list(all=True, filters={"label": label}))
 
 
-def _data_root() -> Path:
+def cache_root() -> Path:
+    """Everything these fixtures keep between sessions."""
+    return Path.home() / ".cache" / "cratekeeper-tests"
+
+
+def engine_root() -> Path:
+    """This checkout's (and this xdist worker's) engine data root."""
     configured = os.environ.get("CRATEKEEPER_TEST_DOCKER_ROOT")
     if configured:
         return Path(configured)
-    return Path.home() / ".cache" / "cratekeeper-tests" / "docker"
+    checkout = hashlib.sha256(str(REPO).encode()).hexdigest()[:12]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return cache_root() / "engines" / f"{checkout}-{worker}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """All tests of the engine on one xdist worker (``--dist loadgroup``): one engine starts."""
+    for item in items:
+        if "docker_engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
+
+
+@contextlib.contextmanager
+def _locked(path: Path, what: str, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """An exclusive lock on ``path``, waiting up to ``wait`` seconds for another session."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as lock:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another test session held {what} ({path}) for {wait:g}s")
+                time.sleep(1.0)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -79,13 +124,11 @@ def docker_engine() -> Iterator[DockerEngine]:
         pytest.skip("dockerd is not installed (Debian: apt-get install docker.io)")
     if os.geteuid() != 0:
         pytest.skip("starting a Docker engine needs root")
-    root = _data_root()
+    root = engine_root()
     root.mkdir(parents=True, exist_ok=True)
-    with (root / ".lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pytest.skip(f"another test session is using the Docker engine in {root}")
+    _remove_stale_engines(keep=root)
+    with _locked(root / ".lock", "this checkout's Docker engine"):
+        (root / ".lock").touch()  # marks the engine as used (see _remove_stale_engines)
         # The socket path must stay short (unix sockets: 108 bytes), hence /tmp.
         run = Path(tempfile.mkdtemp(prefix="ckd-"))
         try:
@@ -93,6 +136,21 @@ def docker_engine() -> Iterator[DockerEngine]:
         finally:
             _unmount_under(run)
             shutil.rmtree(run, ignore_errors=True)
+
+
+def _remove_stale_engines(keep: Path) -> None:
+    """Engines of checkouts gone or idle for :data:`STALE_DAYS` days (not locked by anyone)."""
+    engines = cache_root() / "engines"
+    cutoff = time.time() - STALE_DAYS * 86400
+    for root in engines.iterdir() if engines.is_dir() else ():
+        lock_path = root / ".lock"
+        with contextlib.suppress(OSError):
+            if root == keep or lock_path.stat().st_mtime > cutoff:
+                continue
+            with lock_path.open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use: OSError, skip it
+                shutil.rmtree(root / "data", ignore_errors=True)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _serve(dockerd: str, root: Path, run: Path) -> Iterator[DockerEngine]:
@@ -168,7 +226,7 @@ def _tail(log: Path, lines: int = 5) -> str:
 
 @pytest.fixture(scope="session")
 def execution_image(docker_engine: DockerEngine) -> str:
-    """The test execution image's tag, built on first use and cached in the engine."""
+    """The test execution image's tag: in the engine, loaded from the shared tarball, or built."""
     collection = _kubernetes_core()
     versions = {
         "ANSIBLE_CORE_VERSION": importlib.metadata.version("ansible-core"),
@@ -181,8 +239,22 @@ def execution_image(docker_engine: DockerEngine) -> str:
     client = docker_engine.client
     if _has_image(client, tag):
         return tag
-    if not _has_image(client, BASE_IMAGE):
-        _import_base(client)
+    images = cache_root() / "images"
+    saved = images / f"{tag.replace(':', '-')}.tar"
+    with _locked(images / ".lock", "the shared test images"):
+        if saved.is_file():
+            with saved.open("rb") as archive:
+                client.images.load(archive)
+            if _has_image(client, tag):
+                return tag
+        if not _has_image(client, BASE_IMAGE):
+            _import_base(client, images / "cratekeeper-test-base-bookworm.rootfs.tar")
+        _build(client, tag, versions, collection)
+        _save(client, tag, saved)
+    return tag
+
+
+def _build(client: Any, tag: str, versions: dict[str, str], collection: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="ck-image-") as tmp:
         context = Path(tmp)
         shutil.copy(DOCKERFILE, context / "Dockerfile")
@@ -200,7 +272,17 @@ def execution_image(docker_engine: DockerEngine) -> str:
         except docker.errors.BuildError as exc:
             log = " ".join(str(step.get("stream", step.get("error", ""))) for step in exc.build_log)
             pytest.skip(f"the test execution image did not build: {exc.msg}: {log[-600:]}")
-    return tag
+
+
+def _save(client: Any, tag: str, saved: Path) -> None:
+    """``docker save`` of ``tag`` into the shared cache, replacing older execution images."""
+    partial = saved.with_suffix(".partial")
+    with partial.open("wb") as out:
+        for chunk in client.images.get(tag).save(named=True):
+            out.write(chunk)
+    for old in saved.parent.glob(f"{IMAGE_REPOSITORY}-*.tar"):
+        old.unlink(missing_ok=True)
+    partial.rename(saved)
 
 
 def _has_image(client: Any, tag: str) -> bool:
@@ -211,8 +293,16 @@ def _has_image(client: Any, tag: str) -> bool:
     return True
 
 
-def _import_base(client: Any) -> None:
-    """debootstrap a minimal bookworm with python3 and import it as :data:`BASE_IMAGE`."""
+def _import_base(client: Any, rootfs_tar: Path) -> None:
+    """Import :data:`BASE_IMAGE` from the shared rootfs tarball, debootstrapping it first."""
+    if not rootfs_tar.is_file():
+        _debootstrap(rootfs_tar)
+    repository, tag = BASE_IMAGE.split(":")
+    client.api.import_image_from_file(str(rootfs_tar), repository=repository, tag=tag)
+
+
+def _debootstrap(rootfs_tar: Path) -> None:
+    """A minimal bookworm with python3, as a tarball at ``rootfs_tar``."""
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
         pytest.skip("debootstrap is not installed (Debian: apt-get install debootstrap)")
@@ -235,10 +325,9 @@ def _import_base(client: Any) -> None:
             pytest.skip(f"debootstrap failed: {(done.stdout + done.stderr)[-600:]}")
         for bulky in ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
             shutil.rmtree(rootfs / bulky, ignore_errors=True)
-        archive = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
-        repository, tag = BASE_IMAGE.split(":")
-        client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
+        partial = rootfs_tar.with_suffix(".partial")
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
+        partial.rename(rootfs_tar)
 
 
 def _debian_mirror() -> str:
