@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,17 @@ import pytest
 from controller.errors import RunError
 from controller.runners.base import ActionRequest, RunResult
 from controller.runners.docker import LABEL, DockerRunner, log_lines
-from tests.support.actions import EXAMPLES, HEADER, a_block, request, workspace_with_block
+from tests.support.actions import (
+    EXAMPLES,
+    HEADER,
+    REF,
+    a_block,
+    check_contract,
+    contract_request,
+    contract_workspace,
+    request,
+    workspace_with_block,
+)
 from tests.support.kube_emulator import KubeEmulator
 
 if TYPE_CHECKING:
@@ -209,3 +220,39 @@ def test_a_missing_image_with_pulls_disabled_says_how_to_fix_it(
     missing = DockerRunner("cratekeeper-test-missing:0", client=docker_engine.client, pull="never")
     with pytest.raises(RunError, match="not present on the engine"):
         run(missing, request(root, kubeconfig, "ns", playbook="play.yml"))
+
+
+def test_the_action_gets_polycrates_runtime_contract_in_the_container(
+    tmp_path: Path, runner: DockerRunner, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRATEKEEPER_TEST_LEAK", "the controller's own environment")
+    root = contract_workspace(tmp_path)
+    result = run(runner, contract_request(root, kubeconfig))
+    assert result.status == "succeeded", "\n".join(result.log_tail)
+    seen = json.loads((root / "artifacts/blocks/app/seen.json").read_text())
+    check_contract(seen, "/workspace")
+    assert seen["env"]["KUBECONFIG"] == "/cratekeeper/secrets/kubeconfig"
+
+
+def test_a_script_action_runs_in_the_container_from_the_workdir(
+    tmp_path: Path, runner: DockerRunner, kubeconfig: Path
+) -> None:
+    block = a_block(tmp_path, HEADER + "    - ansible.builtin.debug: {msg: '{{ block.name }}'}\n")
+    root = workspace_with_block(tmp_path, block)
+    out = "$POLYCRATE_WORKSPACE/artifacts/blocks/app/script.txt"
+    lines = [f'echo "block=$POLYCRATE_BLOCK cwd=$(pwd)" > "{out}"', "ansible-playbook play.yml"]
+    result = run(runner, request(root, kubeconfig, "ns", script=lines))
+    assert result.status == "succeeded", "\n".join(result.log_tail)
+    written = (root / "artifacts/blocks/app/script.txt").read_text()
+    assert written == f"block=app cwd=/workspace/blocks/{REF.name}\n"
+    assert any('"msg": "app"' in line for line in result.log_tail)
+
+
+def test_a_playbook_matching_no_host_fails_in_the_container_too(
+    tmp_path: Path, runner: DockerRunner, kubeconfig: Path
+) -> None:
+    block = a_block(tmp_path, "- hosts: all\n  tasks:\n    - ansible.builtin.ping: {}\n")
+    root = workspace_with_block(tmp_path, block)
+    result = run(runner, request(root, kubeconfig, "ns", playbook="play.yml"))
+    assert (result.status, result.exit_code) == ("failed", 0)
+    assert result.failure_reason is not None and "matched no host" in result.failure_reason

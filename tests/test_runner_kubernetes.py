@@ -47,6 +47,7 @@ from controller.runners.kubernetes import (
     job_manifest,
     job_name,
     main_env,
+    secret_data,
 )
 from controller.runners.prepare import main as prepare_main
 from tests.support.git_servers import GitDaemon, Upstream
@@ -230,6 +231,44 @@ def test_main_container_runs_the_playbook_with_the_local_runners_environment(
     assert args[args.index("--block") + 1] == str(REF) and DIGEST in str(REF)
     assert args[args.index("--path") + 1] == "acme-production-1"
     assert "--git-auth" in args and "--docker-config" in args
+
+
+def test_the_pod_gets_polycrates_runtime_contract_at_its_own_paths(tmp_path: Path) -> None:
+    request = make_request(tmp_path, extraenv={"EXTRA_FROM_BLOCK": "yes"}, inventory="hosts.yml")
+    env = main_env(request, OPTIONS)
+    assert env["POLYCRATE_WORKSPACE"] == "/workspace"
+    assert env["POLYCRATE_WORKSPACE_SNAPSHOT_YAML"] == "/run/cratekeeper/snapshot.yml"
+    assert env["POLYCRATE_BLOCK_WORKDIR"] == f"/workspace/blocks/{REF.name}"
+    assert env["ANSIBLE_INVENTORY"] == "/workspace/hosts.yml"
+    assert env["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+    assert env["ANSIBLE_VARS_PLUGINS"] == "/opt/cratekeeper/vars_plugins"
+    assert env["ANSIBLE_REMOTE_TMP"].startswith(env["HOME"] + "/")
+    assert env["EXTRA_FROM_BLOCK"] == "yes" and env["IN_CONTAINER"] == "1"
+
+
+def test_a_script_action_runs_its_rendered_script_from_the_run_secret(tmp_path: Path) -> None:
+    lines = ("echo {{ deployed }}", "kubectl get ns")
+    request = make_request(
+        tmp_path, playbook=None, has_script=True, contract=StaticContract({}, lines)
+    )
+    main = job_manifest(request, "ck-x", OPTIONS, SOURCE)["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert main["args"] == ["/bin/bash", "/run/cratekeeper/script.sh"]
+    assert main["workingDir"] == f"/workspace/blocks/{REF.name}"
+    env = {e["name"]: e["value"] for e in main["env"]}
+    assert env["POLYCRATE_RUNTIME_SCRIPT_PATH"] == "/run/cratekeeper/script.sh"
+    script = base64.b64decode(secret_data(request)["script.sh"]).decode()
+    assert script == "#!/bin/bash\nset -euo pipefail\necho {{ deployed }}\nkubectl get ns\n"
+
+
+def test_a_local_block_is_not_pulled_by_the_pod(tmp_path: Path) -> None:
+    request = make_request(tmp_path, ref=None, workdir="blocks/infra/dns")
+    job = job_manifest(request, "ck-x", OPTIONS, SOURCE)
+    pod = job["spec"]["template"]["spec"]
+    assert "--block" not in pod["initContainers"][0]["args"]
+    assert pod["containers"][0]["workingDir"] == "/workspace/blocks/infra/dns"
+    assert job["metadata"]["annotations"]["cratekeeper.dev/block-ref"] == "local"
 
 
 def test_job_and_pod_carry_the_runs_labels_and_annotations(tmp_path: Path) -> None:
@@ -746,6 +785,20 @@ def test_run_script_puts_the_first_failed_task_and_the_stats_in_the_termination_
     events = parse_events((tmp_path / "termination-log").read_text())
     assert events.failed_task == "breaks here"
     assert (events.counts.ok, events.counts.failed) == (1, 1)
+
+    # A playbook that matched no host exits 0; the termination message still tells.
+    (block / "deploy.yml").write_text("- hosts: all\n  tasks: [{ping: {}}]\n")
+    (tmp_path / "events.jsonl").unlink()
+    proc = subprocess.run(
+        ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run", *args],
+        cwd=block,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout.decode()
+    events = parse_events((tmp_path / "termination-log").read_text())
+    assert events.nothing_ran is not None and "matched no host" in events.nothing_ran
 
 
 def test_prepare_lays_out_the_workspace_at_the_commit_and_the_block_at_the_digest(
