@@ -149,10 +149,6 @@ class RunError(CratekeeperError):
     reason = "RunFailed"
 
 
-class RunTimeoutError(RunError):
-    reason = "RunTimedOut"
-
-
 class ArtifactsError(RunError):
     """A block's kept artifacts cannot be kept (over the size budget) or laid back (unsafe or
     unreadable archive)."""
@@ -179,6 +175,26 @@ class KubeAlreadyExistsError(KubeError):
     """A create found an object of that name (HTTP 409, reason ``AlreadyExists``)."""
 
     reason = "KubernetesObjectExists"
+
+
+class KubeLoginError(KubeError):
+    """No usable cluster configuration: no kubeconfig and not in a pod, a kubeconfig that cannot
+    be loaded, or credentials (an exec plugin, a token refresh) that cannot be obtained."""
+
+    reason = "KubernetesLoginFailed"
+
+
+class SecretNotFoundError(CratekeeperError):
+    """A Secret named in the Workspace's spec is missing, or lacks the key it needs."""
+
+    reason = "SecretNotFound"
+
+
+class SecretInvalidError(CratekeeperError):
+    """A Secret holds a value that cannot be used as it is (the message names the key, never
+    the value)."""
+
+    reason = "SecretInvalid"
 
 
 class InternalError(CratekeeperError):

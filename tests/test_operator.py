@@ -26,8 +26,8 @@ import requests
 import yaml
 
 from controller.api.spec import REQUESTED_AT
+from controller.kube import Kube
 from controller.operator import Operator, OperatorConfig
-from controller.operator.kubeapi import workspace_path
 from controller.operator.state import WEBHOOK_SECRET_ANNOTATION
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
@@ -198,6 +198,15 @@ async def until_status(
         return await emulator.until(check, timeout=timeout, interval=0.1)
     except TimeoutError:
         pytest.fail(f"status of {namespace}/{name} never matched; last seen:\n{seen[0]}")
+
+
+async def patched(kubeconfig: Path, namespace: str, name: str, patch: dict[str, Any]) -> bool:
+    """Merge-patch the Workspace's metadata/spec as a person (or the CLI) would."""
+    kube = Kube.from_kubeconfig(kubeconfig)
+    try:
+        return await kube.patch_workspace(namespace, name, patch) is not None
+    finally:
+        kube.close()
 
 
 def applied(revision: str) -> Callable[[dict[str, Any]], bool]:
@@ -398,16 +407,8 @@ def test_switching_spec_source_ref_to_an_unrelated_branch_applies_it(
             status = await until_status(kube_emulator, namespace, "ws", applied(first))
             assert status["lastAppliedRef"] == "branch:main"
 
-            path = kube_emulator.url + workspace_path(namespace, "ws")
             patch = {"spec": {"source": {"ref": {"branch": "other"}}}}
-            response = await asyncio.to_thread(
-                requests.patch,
-                path,
-                data=json.dumps(patch),
-                headers={"Content-Type": "application/merge-patch+json"},
-                timeout=10,
-            )
-            assert response.status_code == 200
+            assert await patched(kubeconfig, namespace, "ws", patch)
             status = await until_status(kube_emulator, namespace, "ws", applied(other))
             assert status["lastAppliedRef"] == "branch:other"
             assert change(status["history"][0]) == ("1.1.0", "1.2.0", False)
@@ -588,16 +589,8 @@ def test_a_webhook_push_or_the_requested_at_annotation_reconciles_at_once(
             await until_status(kube_emulator, namespace, "ws", applied(bumped))
 
             back = staging.pin("1.1.0")
-            path = kube_emulator.url + workspace_path(namespace, "ws")
             patch = {"metadata": {"annotations": {REQUESTED_AT: "2024-05-01T10:00:00Z"}}}
-            response = await asyncio.to_thread(
-                requests.patch,
-                path,
-                data=json.dumps(patch),
-                headers={"Content-Type": "application/merge-patch+json"},
-                timeout=10,
-            )
-            assert response.status_code == 200
+            assert await patched(kubeconfig, namespace, "ws", patch)
             status = await until_status(kube_emulator, namespace, "ws", applied(back))
             assert change(status["history"][0]) == ("1.2.0", "1.1.0", True)
 
@@ -690,7 +683,8 @@ def test_suspend_stops_runs_and_delete_removes_what_runs_left(
                 w for w in workspace_writes(kube_emulator, mark, namespace) if "/status" in w
             ]
 
-            path = kube_emulator.url + workspace_path(namespace, "ws")
+            path = f"{kube_emulator.url}/apis/cratekeeper.dev/v1alpha1/namespaces/{namespace}"
+            path += "/workspaces/ws"
             await asyncio.to_thread(requests.delete, path, timeout=10)
             await kube_emulator.until(
                 lambda: kube_emulator.get(WORKSPACES, "ws", namespace=namespace) is None,

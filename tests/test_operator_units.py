@@ -4,7 +4,6 @@ metrics, and the worker's loop with its fetch and pipeline replaced."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
 import hmac
@@ -20,11 +19,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from controller.api.spec import WorkspaceSpec
 from controller.api.status import WorkspaceStatus
-from controller.errors import CratekeeperError, RunError
+from controller.errors import (
+    CratekeeperError,
+    KubeError,
+    RunError,
+    SecretInvalidError,
+    SecretNotFoundError,
+)
+from controller.kube import Kube, Secret, Workspace, load_cluster
+from controller.kube.values import workspace_from_json
 from controller.operator.config import OperatorConfig
-from controller.operator.kubeapi import Connection, KubeApi, KubeApiError, secret_data
 from controller.operator.metrics import OperatorMetrics
-from controller.operator.secrets import SecretInvalidError, SecretNotFoundError, secret_files
+from controller.operator.secrets import secret_files
 from controller.operator.state import WEBHOOK_SECRET_ANNOTATION, OperatorState
 from controller.operator.stored import failed_status, merge_patch
 from controller.operator.webhook import verify, webhook_app
@@ -99,8 +105,9 @@ class Secrets:
     def __init__(self, data: dict[str, dict[str, bytes]]) -> None:
         self.data = data
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        return self.data.get(f"{namespace}/{name}")
+    async def get_secret(self, namespace: str, name: str) -> Secret | None:
+        found = self.data.get(f"{namespace}/{name}")
+        return None if found is None else Secret(name, namespace, "uid", {}, (), found)
 
 
 def spec(**refs: str) -> WorkspaceSpec:
@@ -180,15 +187,6 @@ def test_metrics_are_exposed_from_their_own_registry() -> None:
     assert 'cratekeeper_runs_total{name="other",namespace="ns",result="Failed"} 1.0' in text
 
 
-def test_a_secret_value_that_is_not_base64_names_the_key_not_the_value() -> None:
-    body = {"data": {"token": base64.b64encode(b"fine").decode(), "broken": "s3cr3t-value"}}
-    with pytest.raises(SecretInvalidError) as caught:
-        secret_data("ns", "hook", body)
-    assert "ns/hook" in str(caught.value) and "'broken'" in str(caught.value)
-    assert "s3cr3t" not in str(caught.value)
-    assert secret_data("ns", "hook", {"data": {"token": "Zm9v"}}) == {"token": b"foo"}
-
-
 def test_a_passphrase_that_is_not_utf8_names_the_secret_not_the_value() -> None:
     async def scenario() -> None:
         ws = WorkspaceSpec.model_validate(
@@ -222,22 +220,23 @@ class FakeApi:
         self.calls = 0
         self.fail = fail or set()
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+    async def get_secret(self, namespace: str, name: str) -> Secret | None:
         return None
 
-    async def patch_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
+    async def patch_workspace_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> Workspace | None:
         self.calls += 1
         if self.calls in self.fail:
-            raise KubeApiError(f"patching the status of Workspace {namespace}/{name}: HTTP 500")
-        for key, value in patch.items():
+            raise KubeError(f"the status of Workspace {namespace}/{name}: HTTP 500", status=500)
+        for key, value in status.items():
             if value is None:
                 self.status.pop(key, None)
             else:
                 self.status[key] = copy.deepcopy(value)
         self.version += 1
-        return {"metadata": {"resourceVersion": str(self.version)}, "status": dict(self.status)}
+        meta = {"name": name, "namespace": namespace, "resourceVersion": str(self.version)}
+        return workspace_from_json({"metadata": meta, "status": copy.deepcopy(self.status)})
 
 
 class Loop:
@@ -288,7 +287,10 @@ class Loop:
             return ReconcileOutcome(**done, started=now, finished=now, up_to_date=True)
         self.runs += 1
         ref = SimpleNamespace(name="registry.example/app", tag="1.0.0")
-        await ctx.runner.run(SimpleNamespace(block="app", action="deploy", ref=ref))
+        request = SimpleNamespace(
+            block="app", action="deploy", ref=ref, pin=f"{ref.name}:{ref.tag}"
+        )
+        await ctx.runner.run(request)
         return ReconcileOutcome(**done, started=now, finished=now, error=self.error)
 
 
@@ -303,7 +305,7 @@ def test_a_result_the_api_refused_is_stored_before_anything_runs_again(
     loop = Loop(monkeypatch, tmp_path, FakeApi(fail={2}))  # 1: run started, 2: the result
 
     async def scenario() -> None:
-        with pytest.raises(KubeApiError):
+        with pytest.raises(KubeError):
             await loop.worker.tick()
         assert loop.runs == 1 and "lastAppliedRevision" not in loop.api.status
         await loop.worker.tick()  # writes the pending result first: the revision is applied
@@ -329,7 +331,7 @@ def test_a_push_does_not_cut_a_failing_revisions_backoff_short_a_new_commit_does
 ) -> None:
     loop = Loop(monkeypatch, tmp_path, FakeApi())
     loop.error = RunError("app deploy failed at task 'x'")
-    state = OperatorState(loop.shared, KubeApi())
+    state = OperatorState(loop.shared, offline_kube(tmp_path))
     state.workers["ns", "ws"] = loop.worker
 
     async def scenario() -> None:
@@ -393,20 +395,31 @@ def test_an_unexpected_error_is_reported_without_its_message_and_the_loop_lives_
     assert any("OSError" in line for line in loop.logs)
 
 
-class TokenApi(KubeApi):
-    """A connected client whose Secret reads are counted (and can fail as the API does)."""
+def offline_kube(tmp_path: Path) -> Kube:
+    """An adapter for a cluster that is never called."""
+    config = tmp_path / "offline.kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://kube.invalid'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    return Kube(load_cluster(config))
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.connect(Connection(server="http://kube.invalid"))
+
+class TokenApi(Kube):
+    """An adapter whose Secret reads are counted (and can fail as the API does)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(offline_kube(tmp_path).cluster)
         self.reads = 0
         self.down = False
 
-    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None:
+    async def get_secret(self, namespace: str, name: str) -> Secret | None:
         self.reads += 1
         if self.down:
-            raise KubeApiError("cannot reach the Kubernetes API at http://kube.invalid")
-        return {"token": b"t0ken"}
+            raise KubeError("cannot reach the Kubernetes API at http://kube.invalid")
+        return Secret(name, namespace, "uid", {}, (), {"token": b"t0ken"})
 
 
 def test_the_webhook_answers_a_bare_404_when_the_api_fails_and_caches_tokens(
@@ -414,8 +427,9 @@ def test_the_webhook_answers_a_bare_404_when_the_api_fails_and_caches_tokens(
 ) -> None:
     loop = Loop(monkeypatch, tmp_path, FakeApi())
     loop.body["metadata"]["annotations"][WEBHOOK_SECRET_ANNOTATION] = "hook"
-    api = TokenApi()
+    api = TokenApi(tmp_path)
     state = OperatorState(loop.shared, api)
+    state.logged_in = True
     state.workers["ns", "ws"] = loop.worker
 
     async def scenario() -> list[int]:

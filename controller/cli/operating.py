@@ -13,7 +13,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Imported here: Kopf and the Kubernetes client take ~0.5 s to import, which the other
     # commands (validate, plan in a PR check) should not pay.
     from controller.operator import run_operator
-    from controller.operator.runners import runner_factory
 
     overrides: dict[str, object] = {}
     for flag in ("runner", "webhook_port", "metrics_port", "health_port", "log_level"):
@@ -33,7 +32,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         webhook_port=settings.webhook_port,
         metrics_port=settings.metrics_port,
         health_port=settings.health_port,
-        runner_factory=runner_factory(settings),
     )
     return 0
 

@@ -1,89 +1,191 @@
 """The Kubernetes adapter: :class:`Kube`, async methods over the synchronous ``kubernetes`` client.
 
-Every call goes through :func:`asyncio.to_thread`; callers send plain manifests (dicts) and get
-back the frozen values of :mod:`controller.kube.values`. Responses are read as raw JSON
-(``_preload_content=False``), never deserialised into the client's models.
-
-Every failure of a call becomes a :class:`~controller.errors.KubeError` (or
-:class:`~controller.errors.KubeAlreadyExistsError`) naming what was asked for: an API error
-(with the server's ``reason`` and ``message``), arguments the client refuses, an unreachable
-server, a credential plugin that fails, an answer that is not JSON. Nothing of the client's
-own exceptions escapes. A missing object is ``None`` (or ``False`` for a delete), never an
-exception.
+Every call goes through a thread (:mod:`controller.kube.calls`); callers send plain manifests
+(dicts) and get back the frozen values of :mod:`controller.kube.values`. A missing object is
+``None`` (or ``False`` for a delete), never an exception; every failure is a
+:class:`~controller.errors.KubeError` (see :mod:`controller.kube.calls`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import kubernetes
-import pydantic
-import urllib3
 
-from controller.errors import KubeAlreadyExistsError, KubeError
+from controller.api.spec import GROUP, PLURAL, VERSION
+from controller.errors import KubeError
+from controller.kube.calls import call, get, selector, translated
+from controller.kube.config import Cluster, Credentials, load_cluster
 from controller.kube.values import (
     Job,
     Pod,
     Secret,
+    Workspace,
     job_from_json,
     list_items,
     pod_from_json,
     secret_from_json,
+    workspace_from_json,
 )
 
-__all__ = ["REQUEST_TIMEOUT", "Kube", "Manifest", "Propagation"]
+__all__ = ["MERGE_PATCH", "REQUEST_TIMEOUT", "Kube", "Labels", "Manifest", "Propagation"]
 
 Manifest = Mapping[str, Any]
 """A Kubernetes object as JSON: what the pure builders make and the adapter sends."""
 
+Labels = Mapping[str, str] | str
+"""Labels every object must carry (``{"a": "1"}``), or a label selector string (``"a=1,b"``)."""
+
 REQUEST_TIMEOUT = 30.0
+MERGE_PATCH = "application/merge-patch+json"
 Propagation = Literal["Background", "Foreground", "Orphan"]
 
 
 class Kube:
     """A connection to one API server; every method is async and returns plain values."""
 
-    def __init__(self, api_client: object, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
-        self._api: Any = api_client
-        self._batch: Any = kubernetes.client.BatchV1Api(api_client)
-        self._core: Any = kubernetes.client.CoreV1Api(api_client)
+    def __init__(self, cluster: Cluster, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
+        self.cluster = cluster
+        self._api: Any = kubernetes.client.ApiClient(cluster.configuration)
+        self._batch: Any = kubernetes.client.BatchV1Api(self._api)
+        self._core: Any = kubernetes.client.CoreV1Api(self._api)
+        self._custom: Any = kubernetes.client.CustomObjectsApi(self._api)
         self._timeout = request_timeout
 
     @classmethod
+    def connect(cls, kubeconfig: Path | str | None = None, *, context: str | None = None) -> Kube:
+        """The cluster of ``kubeconfig``, else ``$KUBECONFIG``, ``~/.kube/config``, in-cluster
+        (:mod:`controller.kube.config`); :class:`~controller.errors.KubeLoginError` if none."""
+        return cls(load_cluster(kubeconfig, context=context))
+
+    @classmethod
     def from_kubeconfig(cls, path: Path | str, *, context: str | None = None) -> Kube:
-        """A client for the cluster of a kubeconfig file (its current context by default)."""
-        try:
-            new_client: Any = kubernetes.config.new_client_from_config  # untyped upstream
-            api = new_client(config_file=str(path), context=context, persist_config=False)
-        except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
-            raise KubeError(f"cannot use kubeconfig {path}: {exc}") from None
-        return cls(api)
+        """The cluster of one kubeconfig file (its current context by default)."""
+        return cls.connect(path, context=context)
 
-    @classmethod
-    def in_cluster(cls) -> Kube:
-        """A client with the pod's service account (the operator running in its cluster)."""
-        configuration = kubernetes.client.Configuration()
-        load: Any = kubernetes.config.load_incluster_config  # untyped upstream
-        try:
-            load(client_configuration=configuration)
-        except kubernetes.config.ConfigException as exc:
-            raise KubeError(
-                f"not running in a cluster ({exc}); pass a kubeconfig (--kubeconfig)"
-            ) from None
-        return cls(kubernetes.client.ApiClient(configuration))
+    @property
+    def namespace(self) -> str:
+        """The default namespace: the kubeconfig context's, or the pod's own."""
+        return self.cluster.namespace
 
-    @classmethod
-    def connect(cls, kubeconfig: Path | None = None) -> Kube:
-        """From ``kubeconfig`` when given, else the in-cluster service account."""
-        return cls.from_kubeconfig(kubeconfig) if kubeconfig else cls.in_cluster()
+    def credentials(self) -> Credentials:
+        """What Kopf logs in with: this client's own configuration, refreshed when due."""
+        return self.cluster.credentials()
 
     def close(self) -> None:
         """Release the connection pool."""
         self._api.close()
+
+    # workspaces
+
+    async def get_workspace(self, namespace: str, name: str) -> Workspace | None:
+        found = await self._get(
+            f"Workspace {namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+        )
+        return None if found is None else workspace_from_json(found)
+
+    async def list_workspaces(
+        self, namespace: str | None, label_selector: Labels | None = None
+    ) -> list[Workspace]:
+        """The Workspaces of ``namespace`` (None: of every namespace), sorted by namespace/name."""
+        labels = selector(label_selector)
+        extra = {"label_selector": labels} if labels else {}
+        if namespace is None:
+            found = await self._call(
+                "Workspaces in all namespaces",
+                self._custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                PLURAL,
+                **extra,
+            )
+        else:
+            found = await self._call(
+                f"Workspaces in {namespace}",
+                self._custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                **extra,
+            )
+        items = [workspace_from_json(item) for item in list_items(found)]
+        return sorted(items, key=lambda w: (w.namespace, w.name))
+
+    async def patch_workspace(self, namespace: str, name: str, patch: Manifest) -> Workspace | None:
+        """Merge-patch (RFC 7386) a Workspace's ``metadata``/``spec``; None when it is gone."""
+        found = await self._get(
+            f"Workspace {namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            dict(patch),
+            _content_type=MERGE_PATCH,
+        )
+        return None if found is None else workspace_from_json(found)
+
+    async def patch_workspace_status(
+        self, namespace: str, name: str, status: Manifest
+    ) -> Workspace | None:
+        """Merge-patch the ``status`` subresource with ``{"status": status}`` (a key set to None
+        is removed); the stored Workspace, None when it is gone."""
+        found = await self._get(
+            f"the status of Workspace {namespace}/{name}",
+            self._custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"status": dict(status)},
+            _content_type=MERGE_PATCH,
+        )
+        return None if found is None else workspace_from_json(found)
+
+    async def watch_workspace(
+        self, namespace: str, name: str, *, interval: float = 1.0
+    ) -> AsyncIterator[Workspace | None]:
+        """The Workspace now, then each stored change (a new resourceVersion), polled every
+        ``interval`` seconds; ends after yielding None (it is gone)."""
+        seen: str | None = None
+        while True:
+            current = await self.get_workspace(namespace, name)
+            if current is None:
+                yield None
+                return
+            if current.resource_version != seen:
+                seen = current.resource_version
+                yield current
+            await asyncio.sleep(interval)
+
+    async def wait_for_workspace(
+        self,
+        namespace: str,
+        name: str,
+        predicate: Callable[[Workspace | None], bool],
+        *,
+        timeout: float,
+        interval: float = 1.0,
+    ) -> Workspace | None:
+        """The first state of the Workspace that ``predicate`` accepts (None: gone);
+        :class:`TimeoutError` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            async for current in self.watch_workspace(namespace, name, interval=interval):
+                if predicate(current):
+                    return current
+        raise TimeoutError(f"Workspace {namespace}/{name} is gone")  # pragma: no cover
 
     # jobs
 
@@ -100,13 +202,13 @@ class Kube:
         )
         return None if found is None else job_from_json(found)
 
-    async def list_jobs(self, namespace: str, labels: Mapping[str, str]) -> list[Job]:
+    async def list_jobs(self, namespace: str, labels: Labels) -> list[Job]:
         """The Jobs carrying all of ``labels``."""
         found = await self._call(
             f"Jobs in {namespace}",
             self._batch.list_namespaced_job,
             namespace,
-            label_selector=_selector(labels),
+            label_selector=selector(labels),
         )
         return [job_from_json(item) for item in list_items(found)]
 
@@ -130,6 +232,14 @@ class Kube:
         )
         return found is not None
 
+    async def delete_jobs(self, namespace: str, labels: Labels) -> list[str]:
+        """Delete every Job carrying ``labels`` (pods follow); the names deleted."""
+        deleted = []
+        for job in await self.list_jobs(namespace, labels):
+            if await self.delete_job(namespace, job.name):
+                deleted.append(job.name)
+        return deleted
+
     # secrets
 
     async def create_secret(self, namespace: str, manifest: Manifest) -> Secret:
@@ -140,15 +250,22 @@ class Kube:
         )
 
     async def get_secret(self, namespace: str, name: str) -> Secret | None:
+        """The Secret, its data decoded (:class:`~controller.errors.SecretInvalidError` when a
+        value is not base64); None when there is no such Secret."""
         found = await self._get(
             f"Secret {namespace}/{name}", self._core.read_namespaced_secret, name, namespace
         )
         return None if found is None else secret_from_json(found)
 
-    async def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
-        """A Secret's data, decoded; None when there is no such Secret."""
-        secret = await self.get_secret(namespace, name)
-        return None if secret is None else dict(secret.data)
+    async def list_secret_names(self, namespace: str, labels: Labels) -> list[str]:
+        """The names of the Secrets carrying ``labels`` (their data is not decoded)."""
+        found = await self._call(
+            f"Secrets in {namespace}",
+            self._core.list_namespaced_secret,
+            namespace,
+            label_selector=selector(labels),
+        )
+        return [str((item.get("metadata") or {}).get("name", "")) for item in list_items(found)]
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         found = await self._get(
@@ -156,15 +273,23 @@ class Kube:
         )
         return found is not None
 
+    async def delete_secrets(self, namespace: str, labels: Labels) -> list[str]:
+        """Delete every Secret carrying ``labels``; the names deleted."""
+        deleted = []
+        for name in await self.list_secret_names(namespace, labels):
+            if await self.delete_secret(namespace, name):
+                deleted.append(name)
+        return deleted
+
     # pods
 
-    async def list_pods(self, namespace: str, labels: Mapping[str, str]) -> list[Pod]:
+    async def list_pods(self, namespace: str, labels: Labels) -> list[Pod]:
         """The pods carrying all of ``labels``."""
         found = await self._call(
             f"pods in {namespace}",
             self._core.list_namespaced_pod,
             namespace,
-            label_selector=_selector(labels),
+            label_selector=selector(labels),
         )
         return [pod_from_json(item) for item in list_items(found)]
 
@@ -185,7 +310,7 @@ class Kube:
             return bytes(response.data).decode("utf-8", errors="replace")
 
         try:
-            return await asyncio.to_thread(_translated, f"log of pod {namespace}/{pod}", read)
+            return await asyncio.to_thread(translated, f"log of pod {namespace}/{pod}", read)
         except KubeError as exc:
             if exc.status in (400, 404):  # pod gone, or the container never started
                 return None
@@ -196,64 +321,9 @@ class Kube:
     async def _call(
         self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> dict[str, Any]:
-        def call() -> dict[str, Any]:
-            response = method(
-                *args, _preload_content=False, _request_timeout=self._timeout, **kwargs
-            )
-            try:
-                decoded = json.loads(response.data or b"{}")
-            except ValueError:
-                raise KubeError(f"{what}: the Kubernetes API answered with invalid JSON") from None
-            return decoded if isinstance(decoded, dict) else {}
-
-        return await asyncio.to_thread(_translated, what, call)
+        return await call(what, self._timeout, method, *args, **kwargs)
 
     async def _get(
         self, what: str, method: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> dict[str, Any] | None:
-        """:meth:`_call` where "not found" is a value (None), not an error."""
-        try:
-            return await self._call(what, method, *args, **kwargs)
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-
-def _translated(what: str, call: Callable[[], Any]) -> Any:
-    """Run ``call``; every client, credential and network failure becomes a :class:`KubeError`."""
-    try:
-        return call()
-    except kubernetes.client.ApiException as exc:
-        status, api_reason, message = _api_failure(exc)
-        kind = (
-            KubeAlreadyExistsError if status == 409 and api_reason == "AlreadyExists" else KubeError
-        )
-        raise kind(f"{what}: {message}", status=status, api_reason=api_reason) from None
-    except (kubernetes.client.exceptions.OpenApiException, pydantic.ValidationError) as exc:
-        # The client refuses arguments before sending them: its own ApiValueError...,
-        # and, in recent releases, pydantic validation of every API method's parameters.
-        raise KubeError(f"{what}: the Kubernetes client refused the request: {exc}") from None
-    except kubernetes.config.ConfigException as exc:
-        # Raised mid-request when a kubeconfig's exec plugin or token refresh fails.
-        raise KubeError(f"{what}: cannot get Kubernetes credentials: {exc}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise KubeError(f"{what}: cannot reach the Kubernetes API: {exc}") from None
-
-
-def _api_failure(exc: Any) -> tuple[int | None, str, str]:
-    """(HTTP status, the Status ``reason``, the Status ``message``) of an ApiException."""
-    status = exc.status if isinstance(exc.status, int) else None
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    reason = str(body.get("reason") or exc.reason or "")
-    message = str(body.get("message") or f"HTTP {status} {exc.reason or ''}".strip())
-    return status, reason, message
-
-
-def _selector(labels: Mapping[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
+        return await get(what, self._timeout, method, *args, **kwargs)

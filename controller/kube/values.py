@@ -4,15 +4,22 @@ The adapter reads responses as JSON, never as the ``kubernetes`` client's models
 ``*_from_json`` converters below read that untyped JSON defensively (a missing or mistyped field
 becomes an empty value, never an exception), so partial objects such as a test API server serves
 them convert too, and nothing untyped leaks past this module.
+
+One exception, on purpose: a Secret value that is not base64 raises
+:class:`~controller.errors.SecretInvalidError` naming the Secret and the key, never the value
+(dropping the key would turn a corrupt credential into a confusing "key missing" later).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from controller.errors import SecretInvalidError
 
 __all__ = [
     "Condition",
@@ -20,10 +27,12 @@ __all__ = [
     "Job",
     "Pod",
     "Secret",
+    "Workspace",
     "job_from_json",
     "list_items",
     "pod_from_json",
     "secret_from_json",
+    "workspace_from_json",
 ]
 
 
@@ -101,6 +110,25 @@ class Secret:
     data: Mapping[str, bytes] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class Workspace:
+    """A Workspace object as stored. ``spec`` and ``status`` stay JSON: the caller validates them
+    (``WorkspaceSpec``, the stored-status rules), so an invalid one can still be shown. They are
+    kept out of the repr (a source URL may carry credentials)."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    resource_version: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    created: datetime | None
+    deleting: bool
+    spec: Mapping[str, Any] = field(repr=False)
+    status: Mapping[str, Any] = field(repr=False)
+
+
 # --- JSON → values -------------------------------------------------------------------------
 
 
@@ -156,13 +184,19 @@ def pod_from_json(obj: Mapping[str, Any]) -> Pod:
 
 
 def secret_from_json(obj: Mapping[str, Any]) -> Secret:
+    """The Secret with its ``data`` decoded; :class:`SecretInvalidError` on a value that is not
+    base64 (the message names the key, never the value)."""
     meta = _dict(obj.get("metadata"))
     data: dict[str, bytes] = {}
     for key, value in _dict(obj.get("data")).items():
         try:
             data[str(key)] = base64.b64decode(_str(value), validate=True)
-        except ValueError:
-            continue
+        except (binascii.Error, ValueError):
+            where = f"{_str(meta.get('namespace'))}/{_str(meta.get('name'))}"
+            raise SecretInvalidError(
+                f"Secret {where}: the value of key {str(key)!r} is not base64; "
+                "recreate it with `kubectl create secret generic ... --from-file`"
+            ) from None
     return Secret(
         name=_str(meta.get("name")),
         namespace=_str(meta.get("namespace")),
@@ -172,6 +206,23 @@ def secret_from_json(obj: Mapping[str, Any]) -> Secret:
             _str(ref.get("uid")) for ref in map(_dict, _list(meta.get("ownerReferences")))
         ),
         data=data,
+    )
+
+
+def workspace_from_json(obj: Mapping[str, Any]) -> Workspace:
+    meta = _dict(obj.get("metadata"))
+    return Workspace(
+        name=_str(meta.get("name")),
+        namespace=_str(meta.get("namespace")),
+        uid=_str(meta.get("uid")),
+        generation=_int(meta.get("generation")),
+        resource_version=_str(meta.get("resourceVersion")),
+        labels=_strings(meta.get("labels")),
+        annotations=_strings(meta.get("annotations")),
+        created=_time(meta.get("creationTimestamp")),
+        deleting=bool(meta.get("deletionTimestamp")),
+        spec=_dict(obj.get("spec")),
+        status=_dict(obj.get("status")),
     )
 
 

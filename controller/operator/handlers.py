@@ -21,8 +21,8 @@ from typing import Any
 import kopf
 
 from controller.api.spec import GROUP, PLURAL, VERSION
+from controller.kube import Credentials
 from controller.operator.config import OperatorConfig
-from controller.operator.kubeapi import Connection, connection_from_kubeconfig
 from controller.operator.state import OperatorState
 from controller.operator.worker import EventType
 
@@ -45,46 +45,18 @@ def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     return settings
 
 
-def _to_kopf(conn: Connection) -> kopf.ConnectionInfo:
+def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    """Kopf's login, from the adapter's own configuration (one notion of "the cluster")."""
     return kopf.ConnectionInfo(
-        server=conn.server,
-        token=conn.token,
-        scheme="Bearer" if conn.token else None,
-        username=conn.username,
-        password=conn.password,
-        ca_path=conn.ca_path,
-        ca_data=conn.ca_data,
-        insecure=conn.insecure,
-        certificate_path=conn.certificate_path,
-        certificate_data=conn.certificate_data,
-        private_key_path=conn.private_key_path,
-        private_key_data=conn.private_key_data,
-        default_namespace=conn.default_namespace,
-    )
-
-
-def _bytes(value: str | bytes | None) -> bytes | None:
-    return value.encode() if isinstance(value, str) else value
-
-
-def _path(value: object) -> str | None:
-    return str(value) if value else None
-
-
-def _from_kopf(info: kopf.ConnectionInfo) -> Connection:
-    return Connection(
-        server=info.server.rstrip("/"),
-        token=info.token,
-        username=info.username,
-        password=info.password,
-        ca_path=_path(info.ca_path),
-        ca_data=_bytes(info.ca_data),
-        certificate_path=_path(info.certificate_path),
-        certificate_data=_bytes(info.certificate_data),
-        private_key_path=_path(info.private_key_path),
-        private_key_data=_bytes(info.private_key_data),
-        insecure=bool(info.insecure),
-        default_namespace=info.default_namespace,
+        server=credentials.server,
+        scheme=credentials.scheme,
+        token=credentials.token,
+        ca_path=credentials.ca_path,
+        insecure=credentials.insecure,
+        certificate_path=credentials.certificate_path,
+        private_key_path=credentials.private_key_path,
+        proxy_url=credentials.proxy_url,
+        default_namespace=credentials.default_namespace,
     )
 
 
@@ -94,14 +66,11 @@ def build_registry(state: OperatorState, config: OperatorConfig) -> kopf.Operato
     resource = (GROUP, VERSION, PLURAL)
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        info: kopf.ConnectionInfo | None
-        if config.kubeconfig is not None:
-            info = _to_kopf(connection_from_kubeconfig(config.kubeconfig))
-        else:
-            info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-        if info is not None:
-            state.api.connect(_from_kopf(info))
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # Called again when the API answers 401: the credentials are read afresh (an exec
+        # plugin re-runs when its token expired); no client or session is made here.
+        info = connection_info(state.kube.credentials())
+        state.logged_in = True
         return info
 
     @kopf.on.startup(registry=registry)

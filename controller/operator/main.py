@@ -8,28 +8,26 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from controller.api.spec import WorkspaceSpec
+from controller.kube import Kube
 from controller.operator.config import OperatorConfig
 from controller.operator.handlers import serve
-from controller.operator.kubeapi import KubeApi
 from controller.operator.metrics import OperatorMetrics, metrics_app
+from controller.operator.runners import runner_factory as runner_from_settings
 from controller.operator.state import OperatorState
 from controller.operator.webhook import webhook_app
 from controller.operator.worker import RunnerFactory, Shared
-from controller.runners.base import Runner
-from controller.runners.local import LocalRunner
 from controller.secrets import AgeKeys
 from controller.settings import Settings
 
 
-def local_runner(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
-    """The ``local`` runner (``CRATEKEEPER_RUNNER=local``): ansible-playbook in this process's
-    environment; :mod:`controller.operator.runners` picks the runner from the settings."""
-    return LocalRunner()
-
-
 class Operator:
-    """One operator process: Kopf plus its webhook and metrics servers."""
+    """One operator process: Kopf plus its webhook and metrics servers.
+
+    The cluster is resolved once (:func:`controller.kube.load_cluster`: the configured
+    kubeconfig, ``$KUBECONFIG``, ``~/.kube/config``, in-cluster); Kopf, the status writes, the
+    Secret reads and the kubernetes runner all use that one :class:`~controller.kube.Kube`.
+    ``runner_factory`` defaults to the one ``settings.runner`` names.
+    """
 
     def __init__(
         self,
@@ -41,7 +39,7 @@ class Operator:
         metrics_port: int | None = None,
         health_port: int | None = None,
         config: OperatorConfig | None = None,
-        runner_factory: RunnerFactory = local_runner,
+        runner_factory: RunnerFactory | None = None,
         host: str = "0.0.0.0",  # noqa: S104 (probes and Git servers reach the pod's IP)
     ) -> None:
         if not clusterwide and not namespaces:
@@ -54,20 +52,20 @@ class Operator:
         self._ports = {"webhook": webhook_port, "metrics": metrics_port, "health": health_port}
         self.bound: dict[str, int] = {}
         self.metrics = OperatorMetrics()
-        self.api = KubeApi()
+        self.kube = Kube.connect(self.config.kubeconfig)  # KubeLoginError when there is none
         self.state = OperatorState(
             Shared(
                 settings=settings,
                 config=self.config,
-                api=self.api,
+                api=self.kube,
                 metrics=self.metrics,
-                runner_factory=runner_factory,
+                runner_factory=runner_factory or runner_from_settings(settings, self.kube),
                 base_keys=AgeKeys.from_sources(
                     settings.age_identity_file, settings.age_identity, settings.age_passphrase
                 ),
                 slots=asyncio.Semaphore(self.config.max_concurrent_runs),
             ),
-            self.api,
+            self.kube,
         )
 
     @contextlib.asynccontextmanager
@@ -110,7 +108,7 @@ class Operator:
                     ready_flag=ready_flag,
                 )
         finally:
-            await self.api.close()
+            self.kube.close()
 
 
 def run_operator(
@@ -120,7 +118,7 @@ def run_operator(
     webhook_port: int | None,
     metrics_port: int | None,
     health_port: int | None = None,
-    runner_factory: RunnerFactory = local_runner,
+    runner_factory: RunnerFactory | None = None,
 ) -> None:
     """``cratekeeper run``: the operator in the foreground until SIGINT/SIGTERM."""
     operator = Operator(

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from controller.api.spec import WorkspaceSpec
 from controller.kube import Kube
-from controller.operator.main import local_runner
 from controller.operator.worker import RunnerFactory
 from controller.runners.base import Runner
 from controller.runners.docker import DockerRunner
 from controller.runners.kubernetes import LABEL_WORKSPACE, KubernetesRunner
+from controller.runners.local import LocalRunner
 from controller.settings import Settings
 
 
-def runner_factory(settings: Settings) -> RunnerFactory:
-    """How the operator makes a runner per Workspace, from the settings."""
+def local_runner(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
+    """The ``local`` runner (``CRATEKEEPER_RUNNER=local``): ansible-playbook in this process's
+    environment."""
+    return LocalRunner()
+
+
+def runner_factory(settings: Settings, kube: Kube) -> RunnerFactory:
+    """How the operator makes a runner per Workspace, from the settings; the kubernetes runner
+    uses the operator's own adapter (``kube``), so Jobs go to the cluster Kopf watches."""
     if settings.runner == "local":
         return local_runner
     if settings.runner == "docker":
@@ -23,7 +30,6 @@ def runner_factory(settings: Settings) -> RunnerFactory:
             return DockerRunner(image, network_mode=settings.docker_network)
 
         return docker
-    kube = Kube.connect(settings.kubeconfig)  # KubeError (a CratekeeperError) when it cannot
 
     def kubernetes(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
         return KubernetesRunner.for_workspace(

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Protocol
 
 from controller.api.spec import WorkspaceSpec
-from controller.errors import CratekeeperError
+from controller.errors import SecretInvalidError, SecretNotFoundError
+from controller.kube import Secret
 from controller.secrets import AgeKeys
 from controller.source import GitAuth
 
@@ -29,20 +30,10 @@ _SAFE_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _MEMORY_FS = Path("/dev/shm")  # noqa: S108 (memory-backed; files are 0600 in a 0700 dir)
 
 
-class SecretNotFoundError(CratekeeperError):
-    """A Secret named in the Workspace's spec is missing, or lacks the key it needs."""
-
-    reason = "SecretNotFound"
-
-
-class SecretInvalidError(CratekeeperError):
-    """A Secret named in the Workspace's spec holds a value that cannot be used as it is."""
-
-    reason = "SecretInvalid"
-
-
 class SecretReader(Protocol):
-    async def read_secret(self, namespace: str, name: str) -> dict[str, bytes] | None: ...
+    """Reads a Secret (:meth:`controller.kube.Kube.get_secret`)."""
+
+    async def get_secret(self, namespace: str, name: str) -> Secret | None: ...
 
 
 @dataclass(frozen=True)
@@ -77,13 +68,13 @@ def _write_all(directory: Path, data: Mapping[str, bytes]) -> None:
 async def _read(
     reader: SecretReader, namespace: str, name: str, field_path: str
 ) -> dict[str, bytes]:
-    data = await reader.read_secret(namespace, name)
-    if data is None:
+    secret = await reader.get_secret(namespace, name)
+    if secret is None:
         raise SecretNotFoundError(
             f"Secret {namespace}/{name} ({field_path}) not found; create it in the "
             "Workspace's namespace or fix the name"
         )
-    return data
+    return dict(secret.data)
 
 
 def _scratch_parent() -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from controller.api.spec import GROUP
 from controller.errors import CratekeeperError
-from controller.operator.kubeapi import KubeApi
+from controller.kube import Kube
 from controller.operator.webhook import TOKEN_KEY
 from controller.operator.worker import EventSink, Shared, WorkspaceWorker
 from controller.runners.kubernetes import MANAGED_BY, label_value
@@ -24,24 +24,25 @@ TOKEN_TTL = 30.0
 Key = tuple[str, str]
 
 
-def cleanup_selector(name: str) -> str:
-    """The label selector of the Jobs and Secrets runs make for Workspace ``name``."""
-    return f"{MANAGED_BY}=cratekeeper,{WORKSPACE_LABEL}={label_value(name)}"
+def cleanup_labels(name: str) -> dict[str, str]:
+    """The labels of the Jobs and Secrets runs make for Workspace ``name``."""
+    return {MANAGED_BY: "cratekeeper", WORKSPACE_LABEL: label_value(name)}
 
 
 class OperatorState:
-    """Workers by ``(namespace, name)``, the Kubernetes client, and readiness."""
+    """Workers by ``(namespace, name)``, the Kubernetes adapter, and readiness."""
 
-    def __init__(self, shared: Shared, api: KubeApi) -> None:
+    def __init__(self, shared: Shared, kube: Kube) -> None:
         self.shared = shared
-        self.api = api
+        self.kube = kube
         self.workers: dict[Key, WorkspaceWorker] = {}
         self.watching = False
+        self.logged_in = False
         # (namespace, name) -> (Secret name, token or None, when it expires)
         self._tokens: dict[Key, tuple[str, bytes | None, float]] = {}
 
     def ready(self) -> bool:
-        return self.watching and self.api.connected
+        return self.watching and self.logged_in
 
     def start_worker(
         self,
@@ -83,7 +84,7 @@ class OperatorState:
         (or the API cannot say: the receiver answers the same bare 404)."""
         key = (namespace, name)
         worker = self.workers.get(key)
-        if worker is None or not self.api.connected:
+        if worker is None or not self.logged_in:
             return None
         secret_name = worker.annotation(WEBHOOK_SECRET_ANNOTATION)
         if not secret_name:
@@ -92,17 +93,17 @@ class OperatorState:
         if cached is not None and cached[0] == secret_name and cached[2] > time.monotonic():
             return cached[1]
         try:
-            data = await self.api.read_secret(namespace, secret_name)
+            secret = await self.kube.get_secret(namespace, secret_name)
         except CratekeeperError:
             return None  # not cached: the next push asks again
-        token = (data or {}).get(TOKEN_KEY, b"").strip() or None
+        token = (secret.data.get(TOKEN_KEY, b"") if secret else b"").strip() or None
         self._tokens[key] = (secret_name, token, time.monotonic() + TOKEN_TTL)
         return token
 
     async def cleanup(self, namespace: str, name: str) -> list[str]:
         """Delete the Jobs and Secrets the Workspace's runs left; what was deleted."""
         self.shared.metrics.forget(namespace, name)
-        selector = cleanup_selector(name)
-        jobs = await self.api.delete_labelled("/apis/batch/v1", "jobs", namespace, selector)
-        secrets = await self.api.delete_labelled("/api/v1", "secrets", namespace, selector)
+        labels = cleanup_labels(name)
+        jobs = await self.kube.delete_jobs(namespace, labels)
+        secrets = await self.kube.delete_secrets(namespace, labels)
         return [f"job/{n}" for n in jobs] + [f"secret/{n}" for n in secrets]

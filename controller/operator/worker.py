@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from controller.api.spec import REQUESTED_AT, WorkspaceSpec, parse_duration
 from controller.api.status import Salvaged, WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError, SourceError
+from controller.kube import Workspace as KubeWorkspace
 from controller.operator import stored
 from controller.operator.config import OperatorConfig
 from controller.operator.metrics import OperatorMetrics
@@ -54,10 +55,12 @@ class EventSink(Protocol):
 
 
 class StatusWriter(SecretReader, Protocol):
-    async def patch_status(
-        self, namespace: str, name: str, patch: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
-        """Merge-patch the status; the stored object (None: it is gone)."""
+    """Reads Secrets and merge-patches Workspace status (:class:`controller.kube.Kube`)."""
+
+    async def patch_workspace_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> KubeWorkspace | None:
+        """Merge-patch the status; the stored Workspace (None: it is gone)."""
         ...
 
 
@@ -388,10 +391,12 @@ class WorkspaceWorker:
         patch = stored.unreadable_patch(raw, salvaged, generation)
         if not patch:
             return
-        result = await self._shared.api.patch_status(self.namespace, self.name, patch)
+        result = await self._shared.api.patch_workspace_status(self.namespace, self.name, patch)
         if result is not None:
-            self._written = dict(result.get("status") or {})
-            self._written_version = stored.resource_version(result)
+            self._written = dict(result.status)
+            self._written_version = stored.resource_version(
+                {"metadata": {"resourceVersion": result.resource_version}}
+            )
         self._events("Warning", "StatusUnreadable", stored.unreadable_message(salvaged))
 
     async def _internal_error(self) -> None:
@@ -429,13 +434,15 @@ class WorkspaceWorker:
                 self._events(kind, reason, message)
             return
         self._pending = (new, tuple(events))
-        result = await self._shared.api.patch_status(self.namespace, self.name, patch)
+        result = await self._shared.api.patch_workspace_status(self.namespace, self.name, patch)
         self._pending = None
         if result is None:  # the Workspace is gone
             self._written, self._written_version = dict(new.dump()), None
         else:
-            self._written = dict(result.get("status") or {})
-            self._written_version = stored.resource_version(result)
+            self._written = dict(result.status)
+            self._written_version = stored.resource_version(
+                {"metadata": {"resourceVersion": result.resource_version}}
+            )
         self._shared.metrics.observe(self.namespace, self.name, new)
         for kind, reason, message in events:
             self._events(kind, reason, message)
