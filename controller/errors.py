@@ -16,6 +16,9 @@ class CratekeeperError(Exception):
     """Base of every error cratekeeper raises on purpose."""
 
     reason: ClassVar[str] = "Error"
+    retryable: ClassVar[bool] = True
+    """False when trying the same thing again cannot succeed (tampered content, an unsafe
+    archive): the status stalls instead of retrying with backoff."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -118,9 +121,9 @@ class StatusUnreadableError(CratekeeperError):
 
 
 class RegistryError(CratekeeperError):
-    """Pushing or pulling a block from an OCI registry failed."""
+    """Pushing or pulling a block from an OCI registry failed (every pull failure is one)."""
 
-    reason = "RegistryError"
+    reason = "PullFailed"
 
 
 class RegistryUnreachableError(RegistryError):
@@ -136,11 +139,22 @@ class ArtifactNotFoundError(RegistryError):
 
 
 class DigestMismatchError(RegistryError):
+    """Content does not hash to what the manifest, config or labels say: tampered or corrupt."""
+
     reason = "DigestMismatch"
+    retryable = False
 
 
 class UnsafeArchiveError(RegistryError):
     reason = "UnsafeBlockArchive"
+    retryable = False
+
+
+class BlockMismatchError(RegistryError):
+    """The pulled artifact's block.poly names another block or version than its reference."""
+
+    reason = "BlockMismatch"
+    retryable = False
 
 
 class RunError(CratekeeperError):

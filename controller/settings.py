@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         default=50 * 1024 * 1024,
         description="Largest unpacked block archive accepted from a registry, in bytes.",
     )
+    blob_cache_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="Byte budget of the cache of pulled blobs (least recently used go first).",
+    )
 
     @field_validator("registry_mirrors", mode="before")
     @classmethod

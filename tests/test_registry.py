@@ -23,6 +23,7 @@ import requests
 from controller.errors import (
     ArtifactNotFoundError,
     BlockError,
+    BlockMismatchError,
     DigestMismatchError,
     RegistryAuthError,
     RegistryError,
@@ -305,8 +306,10 @@ def test_pulling_a_cached_digest_downloads_no_blob(
 
     proxy.requests.clear()
     pinned = BlockRef(ref.registry, ref.repository, ref.tag, first.digest)
-    pull_block(pinned, tmp_path / "ws3", client=client)
-    assert proxy.requests == []  # a digest pin with everything cached needs no registry at all
+    pull_block(pinned, tmp_path / "ws3", client=client_for(proxy.host, tmp_path))
+    # Everything is cached, but the cache is no permission: one HEAD with this client's own
+    # credentials checks the pinned manifest before the cache may serve it.
+    assert proxy.requests == [("HEAD", f"/v2/{ref.repository}/manifests/{first.digest}")]
 
 
 def test_pull_by_digest_pin_gets_exactly_that_manifest(
@@ -345,8 +348,10 @@ def test_pulled_block_poly_must_name_the_requested_block_and_version(
         [(entry("block.poly"), block_poly(ref, version="9.9.9")), (entry("deploy.yml"), b"[]")]
     )
     push_raw_layer(client, ref, layer)
-    with pytest.raises(BlockError, match=r"version is '9\.9\.9'.*pins '1\.0\.0'"):
+    with pytest.raises(BlockMismatchError, match=r"version is '9\.9\.9'.*pins '1\.0\.0'") as err:
         pull_block(ref, tmp_path / "ws", client=client)
+    assert err.value.reason == "BlockMismatch"
+    assert isinstance(err.value, RegistryError)  # a pull failure, not an invalid workspace
     assert_nothing_written(tmp_path / "ws", ref)
 
 

@@ -8,8 +8,10 @@ The artifact format (Polycrate's) is described in docs/block-artifacts.md. Typic
 """
 
 from controller.registry.auth import Credentials, DockerConfig
-from controller.registry.blocks import PulledBlock, pull_block, push_block
+from controller.registry.cache import cache_size
 from controller.registry.client import RegistryClient, RegistryOptions
+from controller.registry.pull import PulledBlock, pull_block
+from controller.registry.push import push_block
 
 __all__ = [
     "Credentials",
@@ -17,6 +19,7 @@ __all__ = [
     "PulledBlock",
     "RegistryClient",
     "RegistryOptions",
+    "cache_size",
     "pull_block",
     "push_block",
 ]

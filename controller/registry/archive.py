@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import os
+import shutil
 import stat
 import tarfile
 import zlib
@@ -20,6 +21,8 @@ from typing import BinaryIO
 from controller.errors import BlockError, Problem, UnsafeArchiveError
 
 _CHUNK = 1024 * 1024
+_WHITEOUT = ".wh."  # the OCI image spec's whiteout prefix
+_OPAQUE = ".wh..wh..opq"
 
 
 class PackedLayer:
@@ -91,10 +94,12 @@ def _walk_sorted(root: Path) -> list[Path]:
 
 
 class _MeteredReader:
-    """Reads a stream while hashing it and refusing to go past ``limit`` bytes."""
+    """Reads a stream while hashing it and refusing to go past ``budget`` bytes (what is left
+    of ``limit`` after the layers before)."""
 
-    def __init__(self, raw: BinaryIO, limit: int) -> None:
+    def __init__(self, raw: BinaryIO, budget: int, limit: int) -> None:
         self._raw = raw
+        self._budget = budget
         self._limit = limit
         self.size = 0
         self.sha256 = hashlib.sha256()
@@ -102,7 +107,7 @@ class _MeteredReader:
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.size += len(data)
-        if self.size > self._limit:
+        if self.size > self._budget:
             raise UnsafeArchiveError(
                 f"block archive unpacks to more than the limit of {self._limit} bytes "
                 "(CRATEKEEPER_MAX_BLOCK_SIZE); refusing to unpack it"
@@ -116,62 +121,143 @@ class _MeteredReader:
 
 
 def extract_layer(stream: BinaryIO, dest: Path, *, gzipped: bool, limit: int) -> str:
-    """Unpack a layer tarball into the empty directory ``dest``; return its diff_id.
+    """Unpack one layer tarball into the empty directory ``dest``; return its diff_id.
 
-    Refuses, with :class:`UnsafeArchiveError`: absolute paths, ``..``, writing through a
-    symlink, symlinks or hardlinks that point outside the block, device files, fifos and other
-    special files, and more than ``limit`` bytes of uncompressed tar stream. The caller owns
-    ``dest`` (a temporary directory) and deletes it when this raises.
+    The one-layer case of :class:`Flattener`, with every check it makes.
     """
-    source: BinaryIO = (
-        gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
-    )
-    metered = _MeteredReader(source, limit)
-    try:
-        with tarfile.open(fileobj=metered, mode="r|") as tar:  # type: ignore[call-overload]
-            _Extractor(dest).run(tar)
-        metered.drain()  # the diff_id covers the whole stream, padding included
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise UnsafeArchiveError(
-            f"block layer is not a valid {'gzip ' if gzipped else ''}tar archive ({exc})"
-        ) from exc
-    _check_symlinks_resolve_inside(dest)
-    return "sha256:" + metered.sha256.hexdigest()
+    flattener = Flattener(dest, limit=limit)
+    diff_id = flattener.add_layer(stream, gzipped=gzipped)
+    flattener.finish()
+    return diff_id
 
 
-class _Extractor:
-    def __init__(self, root: Path) -> None:
+class Flattener:
+    """Unpacks an image's layers in order into the empty directory ``root``, as overlayfs would.
+
+    Later layers replace what earlier ones wrote; whiteouts (``.wh.NAME`` deletes NAME of the
+    layers below, ``.wh..wh..opq`` empties its directory of what the layers below put there)
+    are honoured and never written. Refuses, with :class:`UnsafeArchiveError`: absolute paths,
+    ``..``, writing or deleting through a symlink, symlinks or hardlinks that point outside the
+    block, device files, fifos and other special files, and more than ``limit`` bytes of
+    uncompressed tar stream over all layers together. The caller owns ``root`` (a temporary
+    directory) and deletes it when this raises.
+    """
+
+    def __init__(self, root: Path, *, limit: int) -> None:
         self.root = root
-        self.files: set[PurePosixPath] = set()
+        self.budget = limit
+        self.limit = limit
+        self.files: set[PurePosixPath] = set()  # regular files, for hardlinks
+        self.layer: set[PurePosixPath] = set()  # what the current layer wrote
 
-    def run(self, tar: tarfile.TarFile) -> None:
-        for member in tar:
-            rel = _safe_name(member.name, what="entry")
-            if rel is None:  # the archive root itself ("." or "./")
-                continue
-            target = self._prepare(rel, member)
-            if member.isdir():
-                target.mkdir(mode=0o755, exist_ok=True)
-                target.chmod((member.mode & 0o755) | 0o700)
-            elif member.isreg() and not member.issparse():
-                self._write_file(tar, member, target, rel)
-            elif member.issym():
-                _check_symlink(rel, member.linkname)
-                target.symlink_to(member.linkname)
-            elif member.islnk():
-                linked = _safe_name(member.linkname, what=f"hardlink {rel} target")
-                if linked is None or linked not in self.files:
-                    raise UnsafeArchiveError(
-                        f"block archive entry {rel} is a hardlink to {member.linkname!r}, "
-                        "which is not a file earlier in the block; refusing to unpack it"
-                    )
-                os.link(self.root.joinpath(*linked.parts), target, follow_symlinks=False)
-                self.files.add(rel)
-            else:
+    def add_layer(self, stream: BinaryIO, *, gzipped: bool) -> str:
+        """Apply one layer on top of the ones before; return its diff_id."""
+        source: BinaryIO = (
+            gzip.GzipFile(fileobj=stream, mode="rb") if gzipped else stream  # type: ignore[assignment]
+        )
+        metered = _MeteredReader(source, self.budget, self.limit)
+        self.layer = set()
+        try:
+            with tarfile.open(fileobj=metered, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    self._member(tar, member)
+            metered.drain()  # the diff_id covers the whole stream, padding included
+        except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            raise UnsafeArchiveError(
+                f"block layer is not a valid {'gzip ' if gzipped else ''}tar archive ({exc})"
+            ) from exc
+        self.budget -= metered.size
+        return "sha256:" + metered.sha256.hexdigest()
+
+    def finish(self) -> frozenset[PurePosixPath]:
+        """Check the result as a whole (symlink chains that each looked harmless); return the
+        paths the last layer (the block layer) wrote."""
+        _check_symlinks_resolve_inside(self.root)
+        parents = {parent for rel in self.layer for parent in rel.parents}
+        return frozenset(self.layer | parents - {PurePosixPath()})
+
+    def _member(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        rel = _safe_name(member.name, what="entry")
+        if rel is None:  # the archive root itself ("." or "./")
+            return
+        if rel.name == _OPAQUE:
+            self._opaque(rel.parent)
+            return
+        if rel.name.startswith(_WHITEOUT):
+            self._whiteout(rel)
+            return
+        target = self._prepare(rel, member)
+        self.layer.add(rel)
+        if member.isdir():
+            target.mkdir(mode=0o755, exist_ok=True)
+            target.chmod((member.mode & 0o755) | 0o700)
+        elif member.isreg() and not member.issparse():
+            self._write_file(tar, member, target, rel)
+        elif member.issym():
+            _check_symlink(rel, member.linkname)
+            target.symlink_to(member.linkname)
+        elif member.islnk():
+            linked = _safe_name(member.linkname, what=f"hardlink {rel} target")
+            if linked is None or linked not in self.files:
                 raise UnsafeArchiveError(
-                    f"block archive entry {rel} is {_kind(member)}; a block may only hold "
-                    "directories, regular files and symlinks inside the block"
+                    f"block archive entry {rel} is a hardlink to {member.linkname!r}, "
+                    "which is not a file earlier in the block; refusing to unpack it"
                 )
+            os.link(self.root.joinpath(*linked.parts), target, follow_symlinks=False)
+            self.files.add(rel)
+        else:
+            raise UnsafeArchiveError(
+                f"block archive entry {rel} is {_kind(member)}; a block may only hold "
+                "directories, regular files and symlinks inside the block"
+            )
+
+    def _whiteout(self, rel: PurePosixPath) -> None:
+        """``dir/.wh.NAME``: NAME, as the layers below left it, is gone."""
+        name = rel.name.removeprefix(_WHITEOUT)
+        if name in ("", ".", ".."):
+            raise UnsafeArchiveError(
+                f"block archive entry {rel} is a whiteout of {name!r}; refusing to unpack it"
+            )
+        gone = rel.parent / name
+        if gone not in self.layer:
+            self._remove(gone, rel)
+
+    def _opaque(self, directory: PurePosixPath) -> None:
+        """``dir/.wh..wh..opq``: what the layers below put in ``dir`` is gone."""
+        here = self._directory(directory, directory / _OPAQUE)
+        if here is None:
+            return
+        for child in sorted(here.iterdir()):
+            rel = directory / child.name
+            if rel not in self.layer:
+                self._remove(rel, directory / _OPAQUE)
+
+    def _remove(self, rel: PurePosixPath, why: PurePosixPath) -> None:
+        parent = self._directory(rel.parent, why)
+        if parent is None:
+            return
+        target = parent / rel.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+            self.files = {f for f in self.files if rel not in f.parents}
+            self.layer = {f for f in self.layer if rel not in f.parents}
+        elif target.is_symlink() or target.exists():
+            target.unlink()
+        self.files.discard(rel)
+
+    def _directory(self, rel: PurePosixPath, why: PurePosixPath) -> Path | None:
+        """The existing real directory ``rel`` (None if absent); never through a symlink."""
+        current = self.root
+        for part in rel.parts:
+            current = current / part
+            if current.is_symlink():
+                raise UnsafeArchiveError(
+                    f"block archive entry {why} would reach through the symlink "
+                    f"{current.relative_to(self.root)}; refusing to unpack it"
+                )
+            if not current.is_dir():
+                return None
+        return current
 
     def _prepare(self, rel: PurePosixPath, member: tarfile.TarInfo) -> Path:
         """Create the parents of ``rel`` and clear the way for it, never following a symlink."""
@@ -195,9 +281,12 @@ class _Extractor:
             if target.is_dir() and not target.is_symlink():
                 if member.isdir():
                     return target
-                raise UnsafeArchiveError(
-                    f"block archive entry {rel} replaces a directory; refusing to unpack it"
-                )
+                if rel in self.layer:
+                    raise UnsafeArchiveError(
+                        f"block archive entry {rel} replaces a directory; refusing to unpack it"
+                    )
+                self._remove(rel, rel)  # a layer above replaces a lower directory
+                return target
             target.unlink()
             self.files.discard(rel)
         return target

