@@ -14,7 +14,14 @@ from controller.cli.state import exclusive, load_state, save_state
 from controller.errors import CratekeeperError
 from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
 from controller.refs import BlockRef
-from controller.registry import RegistryClient, RegistryOptions, pull_block, push_block
+from controller.registry import (
+    DockerConfig,
+    RegistryClient,
+    RegistryOptions,
+    pull_block,
+    push_block,
+)
+from controller.registry.helpers import run_helper
 from controller.runners.base import Runner
 from controller.runners.local import LocalRunner
 from controller.secrets import AgeKeys
@@ -45,7 +52,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _registry(args: argparse.Namespace, settings: Settings) -> RegistryClient:
-    config = Path(args.docker_config) if getattr(args, "docker_config", None) else None
+    """The CLI's registry client: a ``--docker-config`` may name credential helpers (the
+    operator never runs those)."""
+    config = None
+    if getattr(args, "docker_config", None):
+        config = DockerConfig.from_file(Path(args.docker_config), helpers=run_helper)
     return RegistryClient(RegistryOptions.from_settings(settings, docker_config=config))
 
 
@@ -147,7 +158,11 @@ def _runner(settings: Settings) -> Runner:
 
 
 def _add_registry_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--docker-config", help="docker config JSON with registry credentials")
+    p.add_argument(
+        "--docker-config",
+        help="docker config JSON with registry credentials (auths; credsStore and credHelpers "
+        "run docker-credential-NAME from PATH)",
+    )
     p.add_argument(
         "--insecure-registry",
         action="append",

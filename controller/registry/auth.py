@@ -1,9 +1,11 @@
 """Registry credentials from a docker config JSON, and the registry's auth challenges.
 
-Only what ``docker login`` writes is understood: ``auths.<host>.auth`` (base64 ``user:pass``)
+What ``docker login`` writes is understood: ``auths.<host>.auth`` (base64 ``user:pass``)
 or ``auths.<host>.username``/``password``, plus ``identitytoken`` (an OAuth2 refresh token)
-and ``registrytoken`` (a bearer token used as is). Credential helpers (``credsStore``,
-``credHelpers``) run programs and are deliberately not supported in a controller.
+and ``registrytoken`` (a bearer token used as is). Credential helpers (``credHelpers.<host>``,
+then ``credsStore``, before ``auths``, as docker orders them) run programs: they are used only
+when the caller passes a runner (the CLI passes :func:`controller.registry.helpers.run_helper`);
+in the operator a config that needs one is an error that says so.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
 from controller.errors import RegistryAuthError, RegistryUnreachableError
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -32,15 +37,30 @@ class Credentials:
     registry_token: str | None = field(default=None, repr=False)
 
 
+HelperRunner = Callable[..., Credentials | None]
+"""``run(helper_name, registry, *, source=...)``: the credentials a credential helper holds."""
+
+
 @dataclass(frozen=True)
 class DockerConfig:
-    """The ``auths`` of a docker config JSON, keyed by ``host[:port]``."""
+    """The ``auths`` of a docker config JSON, keyed by ``host[:port]``, and its helpers."""
 
     auths: dict[str, Credentials] = field(default_factory=dict, repr=False)
+    creds_store: str | None = None
+    cred_helpers: dict[str, str] = field(default_factory=dict)
+    helpers: HelperRunner | None = field(default=None, repr=False, compare=False)
+    source: str = "docker config"
+    _asked: dict[str, Credentials | None] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, text: str, *, source: str = "docker config") -> DockerConfig:
-        """Parse the JSON text of a docker config (``~/.docker/config.json`` or a Secret)."""
+    def from_json(
+        cls, text: str, *, source: str = "docker config", helpers: HelperRunner | None = None
+    ) -> DockerConfig:
+        """Parse the JSON text of a docker config (``~/.docker/config.json`` or a Secret).
+
+        ``helpers`` runs credential helpers; without it, a registry whose credentials are in
+        one is a :class:`RegistryAuthError` when they are needed.
+        """
         try:
             document = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -58,22 +78,55 @@ class DockerConfig:
             if not isinstance(entry, dict):
                 raise RegistryAuthError(f"{source}: auths[{key!r}] must be an object")
             parsed[_host_key(str(key))] = _credentials(str(key), entry, source)
-        return cls(parsed)
+        store = document.get("credsStore")
+        helpers_by_host = document.get("credHelpers", {})
+        if (store is not None and not isinstance(store, str)) or not isinstance(
+            helpers_by_host, dict
+        ):
+            raise RegistryAuthError(
+                f"{source}: 'credsStore' must be a helper name and 'credHelpers' an object "
+                "of registry: helper name"
+            )
+        return cls(
+            parsed,
+            creds_store=store or None,
+            cred_helpers={_host_key(str(k)): str(v) for k, v in helpers_by_host.items()},
+            helpers=helpers,
+            source=source,
+        )
 
     @classmethod
-    def from_file(cls, path: Path) -> DockerConfig:
+    def from_file(cls, path: Path, *, helpers: HelperRunner | None = None) -> DockerConfig:
         """Read a docker config file; a missing file is an error, not anonymous access."""
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise RegistryAuthError(f"cannot read docker config {path}: {exc.strerror}") from None
-        return cls.from_json(text, source=str(path))
+        return cls.from_json(text, source=str(path), helpers=helpers)
 
     def for_registry(self, registry: str) -> Credentials | None:
         """Credentials for ``host[:port]``; an entry without a port also covers any port."""
-        if registry in self.auths:
-            return self.auths[registry]
-        return self.auths.get(registry.rsplit(":", 1)[0]) if ":" in registry else None
+        helper = _lookup(self.cred_helpers, registry) or self.creds_store
+        if helper is not None:
+            return self._from_helper(helper, registry)
+        return _lookup(self.auths, registry)
+
+    def _from_helper(self, helper: str, registry: str) -> Credentials | None:
+        if self.helpers is None:
+            raise RegistryAuthError(
+                f"{self.source} keeps the credentials for {registry} in the credential helper "
+                f"{helper!r}, which the operator does not run; create the Secret with "
+                "'auths' credentials (kubectl create secret docker-registry)"
+            )
+        if registry not in self._asked:  # one helper run per registry and config
+            self._asked[registry] = self.helpers(helper, registry, source=self.source)
+        return self._asked[registry]
+
+
+def _lookup(entries: dict[str, _T], registry: str) -> _T | None:
+    if registry in entries:
+        return entries[registry]
+    return entries.get(registry.rsplit(":", 1)[0]) if ":" in registry else None
 
 
 def _host_key(key: str) -> str:
