@@ -16,9 +16,10 @@ It runs in a background thread with its own event loop, so sync code (subprocess
 The modules, bottom up: :mod:`.resources` (constants, CRD specs), :mod:`.wire` (URLs,
 request parsing, API errors), :mod:`.patches`, :mod:`.selectors` (and JSONPath),
 :mod:`.tables`, :mod:`.metadata` (server-managed fields), :mod:`.discovery` (``/version``,
-resource lists, what a CRD serves); then the handler in three layers, :mod:`.store` →
-:mod:`.watch` → :mod:`.cluster`; and :mod:`.server` (the thread and the handle),
-:mod:`.recording` (the request log as values).
+resource lists, what a CRD serves), :mod:`.dispatch` (reactions chosen without replaying the
+request log: a request costs the same however many came before); then the handler in three
+layers, :mod:`.store` → :mod:`.watch` → :mod:`.cluster`; and :mod:`.server` (the thread and
+the handle), :mod:`.recording` (the request log as values).
 
 Fixtures (``tests/support/kube_emulator.py``; listed in ``pytest_plugins`` of the root
 conftest)::
@@ -60,7 +61,9 @@ Without pytest (the demo)::
   the stored objects, as the server holds them. ``resource`` is ``"v1/namespaces"``,
   ``"apps/v1/deployments"``, ``"cratekeeper.dev/v1alpha1/workspaces"`` (kmock notation).
 - ``requests(since=0)``, ``writes(since=0)``, ``mark()``: the request log as
-  :class:`RecordedRequest` values; ``mark()`` is a position to pass as ``since``.
+  :class:`RecordedRequest` values; ``mark()`` is a position to pass as ``since``. The log keeps
+  the last ``KubeEmulator(request_log=10_000)`` requests (``None``: all; ``0``: none) and raises
+  ``LookupError`` for a position it no longer holds.
 - ``errors()``: exceptions raised inside the emulator (bugs, not API errors such as 404).
 - ``wait(predicate, timeout=5.0)`` and ``await until(predicate, timeout=5.0)``: poll with a
   bounded deadline; return the first truthy value or raise ``TimeoutError``.

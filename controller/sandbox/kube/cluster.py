@@ -16,8 +16,9 @@ import kmock
 from kmock._internal import rendering  # StreamingError: the only private name we need
 
 from controller.sandbox.kube import discovery
+from controller.sandbox.kube.dispatch import react, trim
 from controller.sandbox.kube.patches import apply_patch, check_precondition
-from controller.sandbox.kube.resources import Body, Events
+from controller.sandbox.kube.resources import REQUEST_LOG_SIZE, Body, Events
 from controller.sandbox.kube.selectors import Selection
 from controller.sandbox.kube.tables import render_table, wants_table
 from controller.sandbox.kube.watch import WatchEmulator
@@ -30,18 +31,23 @@ class ClusterEmulator(WatchEmulator):
 
     State changes happen in :meth:`_handle` (as in kmock) before the reactions run, so kmock's
     DSL (``handler['get /version'] << 500``) still overrides any response; the default
-    (fallback) reactions then render the stored state.
+    (fallback) reactions then render the stored state. The request log keeps the last
+    ``request_log`` requests (``None``: all); a request costs the same however many came before.
     """
 
+    request_log: int | None = REQUEST_LOG_SIZE
+    _dropped_requests: int = attrs.field(default=0, init=False)
     _results: dict[int, Body] = attrs.field(factory=dict, init=False)
     _internal_errors: list[BaseException] = attrs.field(factory=list, init=False)
 
-    # Replaces RawHandler.__call__ only to parse URLs with our parser (kmock's crashes with
-    # HTTP 500 on /api/v1/namespaces) and to keep API errors (404, 409) out of `errors`.
+    # Replaces RawHandler.__call__ to parse URLs with our parser (kmock's crashes with HTTP 500
+    # on /api/v1/namespaces), to keep API errors (404, 409) out of `errors`, and to bound the log.
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         raw_response: aiohttp.web.StreamResponse | None = None
         try:
-            request = await parse_request(raw_request, id=len(self._requests))
+            self._dropped_requests += trim(self._requests, self.request_log)
+            position = self._dropped_requests + len(self._requests)
+            request = await parse_request(raw_request, id=position)
             self._requests.append(request)
             try:
                 return await self._handle(request)
@@ -86,8 +92,9 @@ class ClusterEmulator(WatchEmulator):
                     await self._publish(event_res, event)
             self._results[id(request)] = body
         try:
-            # Skip KubernetesEmulator._handle: it would apply kmock's own (naive) mutations.
-            return await super(kmock.KubernetesEmulator, self)._handle(request)
+            # Not KubernetesEmulator._handle: it would apply kmock's own (naive) mutations; and
+            # not RawHandler._handle, which replays the whole request log for every request.
+            return await react(self, request, limit=self.request_log)
         finally:
             self._results.pop(id(request), None)
 

@@ -14,7 +14,9 @@ CORE_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 DUMMY_TOKEN = "kube-emulator-token"  # noqa: S105 -- not a secret: any token is accepted
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-EVENT_LOG_SIZE = 10_000  # how far back a watch can resume (older: 410 Gone, as etcd compaction)
+EVENT_LOG_SIZE = 10_000  # events per resource a watch can resume from (older: 410 Gone)
+REQUEST_LOG_SIZE = 10_000  # requests kept for tests to read (KubeEmulator.requests)
+OBJECT_HISTORY_SIZE = 1_000  # versions kept per object (KubeEmulator.history)
 STOP = {"type": "__STOP__"}  # put on every bus at shutdown, so watch streams end promptly
 
 

@@ -23,7 +23,12 @@ import yaml
 
 from controller.sandbox.kube.cluster import ClusterEmulator
 from controller.sandbox.kube.recording import RecordedRequest, record
-from controller.sandbox.kube.resources import DUMMY_TOKEN, Body, CustomResource
+from controller.sandbox.kube.resources import (
+    DUMMY_TOKEN,
+    REQUEST_LOG_SIZE,
+    Body,
+    CustomResource,
+)
 from controller.sandbox.kube.selectors import Selection
 
 T = TypeVar("T")
@@ -32,8 +37,16 @@ T = TypeVar("T")
 class KubeEmulator:
     """A :class:`ClusterEmulator` served on 127.0.0.1 from a background thread."""
 
-    def __init__(self, *, crds: Sequence[CustomResource | Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        crds: Sequence[CustomResource | Mapping[str, Any]] = (),
+        request_log: int | None = REQUEST_LOG_SIZE,
+    ) -> None:
+        """``request_log``: how many of the latest requests :meth:`requests` can return
+        (``None``: all, growing without bound; ``0``: none, as the demo wants)."""
         self._crds = list(crds)
+        self._request_log = request_log
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="kube-emulator", daemon=True)
         self._ready = threading.Event()
@@ -73,7 +86,7 @@ class KubeEmulator:
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
         try:
-            handler = ClusterEmulator()
+            handler = ClusterEmulator(request_log=self._request_log)
             for crd in self._crds:
                 handler.register_crd(crd)
             # Not kmock.Server: it swaps aiohttp's resolver process-wide (for its DNS
@@ -210,11 +223,24 @@ class KubeEmulator:
 
     def mark(self) -> int:
         """A position in the request log, for ``requests(since=...)``."""
-        return self.call(lambda h: len(h._requests))
+        return self.call(lambda h: h._dropped_requests + len(h._requests))
 
     def requests(self, since: int = 0) -> list[RecordedRequest]:
-        """The request log from position ``since`` on."""
-        return self.call(lambda h: [record(i, r) for i, r in enumerate(h._requests) if i >= since])
+        """The request log from position ``since`` on; LookupError if the log no longer
+        reaches back that far (it keeps the last ``request_log`` requests)."""
+
+        def recorded(handler: ClusterEmulator) -> list[RecordedRequest]:
+            first = handler._dropped_requests
+            if since < first:
+                raise LookupError(
+                    f"request {since} is no longer in the log (it keeps the last "
+                    f"{handler.request_log}): take mark() later, or start the emulator with "
+                    "a larger request_log"
+                )
+            kept = handler._requests[since - first :]
+            return [record(since + i, r) for i, r in enumerate(kept)]
+
+        return self.call(recorded)
 
     def writes(self, since: int = 0) -> list[RecordedRequest]:
         """Requests that could change state (POST, PUT, PATCH, DELETE)."""

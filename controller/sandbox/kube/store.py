@@ -3,6 +3,13 @@
 :class:`StoreEmulator` is the bottom layer of :class:`~controller.sandbox.kube.cluster.
 ClusterEmulator`: the state (objects, resourceVersion counter, event log) and the changes to
 it, each returning the response body and the watch events it causes. Callers hold ``_lock``.
+
+Every cost here is per request, never per stored object or per past event: objects are indexed
+by resource and namespace (a fetch, a list of one namespace or a watch of one resource never
+visits the others), each resource has its own bounded event log (a resumed watch reads only the
+events it sends), and an object keeps its last ``OBJECT_HISTORY_SIZE`` versions. Write objects
+through the API or :meth:`KubeEmulator.create`, not kmock's ``handler.objects``, which bypasses
+the index.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from controller.sandbox.kube.resources import (
     CRDS,
     EVENT_LOG_SIZE,
     NAMESPACES,
+    OBJECT_HISTORY_SIZE,
     Body,
     CustomResource,
     Events,
@@ -46,8 +54,12 @@ class StoreEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with objects stored as kube-apiserver stores them."""
 
     _rv: int = attrs.field(default=1000, init=False)
-    _event_log: deque[tuple[int, kmock.resource, Body]] = attrs.field(
-        factory=lambda: deque(maxlen=EVENT_LOG_SIZE), init=False
+    _event_logs: dict[kmock.resource, deque[tuple[int, Body]]] = attrs.field(
+        factory=dict, init=False
+    )
+    # resource -> namespace (None: cluster-scoped) -> the keys of its live objects, in order
+    _index: dict[kmock.resource, dict[str | None, dict[Key, None]]] = attrs.field(
+        factory=dict, init=False
     )
     _printer_columns: dict[kmock.resource, list[Body]] = attrs.field(factory=dict, init=False)
 
@@ -58,7 +70,7 @@ class StoreEmulator(kmock.KubernetesEmulator):
             self.resources.load_bundled()  # discovery of the built-in kinds (a recent K3s)
         for name in CORE_NAMESPACES:
             self._commit_create(NAMESPACES, None, {"metadata": {"name": name}})
-        self._event_log.clear()
+        self._event_logs.clear()
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -73,12 +85,21 @@ class StoreEmulator(kmock.KubernetesEmulator):
             return raw
         return None
 
+    def _get_resources(self) -> list[kmock.resource]:
+        # kmock adds the resource of every stored object, a scan of all objects per discovery
+        # request; here every stored object is of a served (declared) resource already.
+        return kmock.KubernetesScaffold._get_resources(self)
+
     def _select(self, res: kmock.resource, selection: Selection) -> list[Body]:
-        return [
-            obj.raw
-            for (r, _, _), obj in self._objects.items()
-            if r == res and not obj.deleted and selection.matches(obj.raw)
-        ]
+        spaces = self._index.get(res, {})
+        if selection.namespace is not None:
+            keys: list[Key] = list(spaces.get(selection.namespace, {}))
+        else:
+            keys = [key for space in spaces.values() for key in space]
+        if selection.name is not None:
+            keys = [key for key in keys if key[2] == selection.name]
+        found = (self._current(key) for key in keys)
+        return [obj for obj in found if obj is not None and selection.matches(obj)]
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -154,6 +175,7 @@ class StoreEmulator(kmock.KubernetesEmulator):
             self._objects[key].create(obj)  # continues the history after a deletion
         else:
             self._objects[key] = obj
+        self._index.setdefault(res, {}).setdefault(namespace, {})[key] = None
         self._after_write(res, obj, deleted=False)
         return {"type": "ADDED", "object": copy.deepcopy(obj)}
 
@@ -206,7 +228,7 @@ class StoreEmulator(kmock.KubernetesEmulator):
             return self._remove(res, key, new)
         self._rv += 1
         meta["resourceVersion"] = str(self._rv)
-        self._objects[key].history.append(new)
+        self._append_version(key, new)
         self._after_write(res, new, deleted=False)
         return new, [(res, {"type": "MODIFIED", "object": copy.deepcopy(new)})]
 
@@ -223,23 +245,33 @@ class StoreEmulator(kmock.KubernetesEmulator):
             new["metadata"]["deletionTimestamp"] = now_rfc3339()
             self._rv += 1
             new["metadata"]["resourceVersion"] = str(self._rv)
-            self._objects[key].history.append(new)
+            self._append_version(key, new)
             return new, [(res, {"type": "MODIFIED", "object": copy.deepcopy(new)})]
         body, events = self._remove(res, key, current)
         if res == NAMESPACES:  # no namespace controller: its content goes at once
-            for other_key, obj in list(self._objects.items()):
-                if other_key[1] == meta["name"] and not obj.deleted:
-                    events += self._delete(other_key[0], other_key, obj.raw, dry_run=False)[1]
+            for spaces in list(self._index.values()):
+                for other_key in list(spaces.get(meta["name"], {})):
+                    obj = self._current(other_key)
+                    if obj is not None:
+                        events += self._delete(other_key[0], other_key, obj, dry_run=False)[1]
         return body, events
 
     def _remove(self, res: kmock.resource, key: Key, last: Body) -> tuple[Body, Events]:
         gone = copy.deepcopy(last)
         self._rv += 1
         gone["metadata"]["resourceVersion"] = str(self._rv)
-        self._objects[key].history.append(gone)
+        self._append_version(key, gone)
         self._objects[key].delete()
+        self._index.get(res, {}).get(key[1], {}).pop(key, None)
         self._after_write(res, gone, deleted=True)
         return gone, [(res, {"type": "DELETED", "object": copy.deepcopy(gone)})]
+
+    def _append_version(self, key: Key, version: Body) -> None:
+        """Record a new version of an object, keeping the last ``OBJECT_HISTORY_SIZE``."""
+        history = self._objects[key].history
+        history.append(version)
+        if len(history) > 2 * OBJECT_HISTORY_SIZE:  # in chunks: constant cost per write
+            del history[: len(history) - OBJECT_HISTORY_SIZE]
 
     def _after_write(self, res: kmock.resource, obj: Body, *, deleted: bool) -> None:
         """Side effects of CRDs: serve (or stop serving) the custom resource they define."""
@@ -255,7 +287,9 @@ class StoreEmulator(kmock.KubernetesEmulator):
 
     async def _publish(self, res: kmock.resource, event: Body) -> None:
         rv = int(event["object"]["metadata"]["resourceVersion"])
-        self._event_log.append((rv, res, event))
+        if res not in self._event_logs:
+            self._event_logs[res] = deque(maxlen=EVENT_LOG_SIZE)
+        self._event_logs[res].append((rv, event))
         await self._buses[res].put(event)
 
     # --- API for tests and the demo (call in the server's loop, holding the lock) -------------

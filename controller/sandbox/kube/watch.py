@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import copy
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import attrs
@@ -90,23 +91,22 @@ class WatchEmulator(StoreEmulator):
     ) -> list[Body]:
         """What a new watch sends before live events (call holding the lock)."""
         backlog: list[Body]
+        log = self._event_logs.get(res, deque())
         if since == "0" or initial_events:
             backlog = [
                 {"type": "ADDED", "object": copy.deepcopy(obj)}
                 for obj in self._select(res, selection)
             ]
-        elif not since.isdigit() or (
-            self._event_log
-            and int(since) < self._event_log[0][0] - 1
-            and len(self._event_log) == self._event_log.maxlen
-        ):
+        elif not since.isdigit() or (log and int(since) < log[0][0] - 1 and len(log) == log.maxlen):
             backlog = [_expired(since)]
         else:
-            backlog = [
-                copy.deepcopy(event)
-                for rv, r, event in self._event_log
-                if r == res and rv > int(since) and selection.matches(event["object"])
-            ]
+            newer = []  # newest first: stop at the first event the client has seen
+            for rv, event in reversed(log):
+                if rv <= int(since):
+                    break
+                if selection.matches(event["object"]):
+                    newer.append(copy.deepcopy(event))
+            backlog = newer[::-1]
         if initial_events:
             backlog.append(
                 {
