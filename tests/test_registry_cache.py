@@ -81,6 +81,20 @@ def test_each_block_to_run_costs_one_registry_head(
         assert [r for r in proxy.requests if r[0] == "HEAD"] == [("HEAD", heads)]
 
 
+def test_a_digest_pin_with_a_cold_cache_needs_no_head_the_get_is_the_check(
+    oci_registry: Registry, registry_proxy: Callable[..., RegistryProxy], tmp_path: Path
+) -> None:
+    proxy = registry_proxy()
+    ref = new_ref(proxy.host)
+    client = client_for(proxy.host, tmp_path / "pusher")
+    digest = push_block(make_block(tmp_path / "src", ref.name, ref.tag), ref, client=client)
+    proxy.requests.clear()
+    pinned = BlockRef(ref.registry, ref.repository, ref.tag, digest)
+    pull_block(pinned, tmp_path / "ws", client=client_for(proxy.host, tmp_path / "pod"))
+    manifest_requests = [r for r in proxy.requests if "/manifests/" in r[1]]
+    assert manifest_requests == [("GET", f"/v2/{ref.repository}/manifests/{digest}")]
+
+
 def test_a_resolved_digest_that_is_not_the_pinned_one_is_a_mismatch(
     oci_registry: Registry, tmp_path: Path
 ) -> None:

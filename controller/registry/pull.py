@@ -76,36 +76,48 @@ def pull_block(
 def _manifest(
     client: RegistryClient, cache: BlobCache, ref: BlockRef, resolved: str | None
 ) -> Manifest:
-    """The manifest, checked with this client's credentials (one HEAD at most) before the cache
-    may serve it."""
+    """The manifest, checked with this client's credentials before the cache may serve it.
+
+    Costs one request at most: none when this client already saw the digest (the pipeline's
+    HEAD to plan), a GET by digest when the manifest is not cached (the GET is the check), a
+    HEAD otherwise.
+    """
     registry, repository = ref.registry, ref.repository
-    digest = ref.digest or resolved or client.resolved(registry, repository, ref.tag)
     if ref.digest and resolved and resolved != ref.digest:
         raise DigestMismatchError(
             f"{ref}: the tag resolved to {resolved}, but the reference pins {ref.digest}"
         )
-    if digest is None or not client.verified(registry, repository, digest):
-        found = client.head_manifest(registry, repository, digest or ref.tag)
-        if found is None:
-            if ref.digest:
-                raise ArtifactNotFoundError(
-                    f"block {ref} not found: registry {registry} has no manifest {ref.digest} "
-                    f"in {repository}"
-                )
-            raise ArtifactNotFoundError(
-                f"block {ref} not found: registry {registry} has no tag {ref.tag!r} in "
-                f"{repository}; push it with 'cratekeeper blocks push DIR {ref}'"
-            )
-        if digest is not None and found != digest:
-            raise DigestMismatchError(
-                f"{ref}: the registry now reports {found} for the tag, not {digest}"
-            )
-        digest = found
+    digest = ref.digest or resolved or client.resolved(registry, repository, ref.tag)
+    if digest is not None and not client.verified(registry, repository, digest):
+        if cache.lookup(digest) is None:
+            return _get(client, cache, ref, digest)
+        _head(client, ref, digest)
+    if digest is None:
+        digest = _head(client, ref, ref.tag)
     cached = cache.lookup(digest)
     if cached is not None:
         body = cached.read_bytes()
         return Manifest(body, _declared_type(body), digest)
-    manifest = client.get_manifest(registry, repository, digest)
+    return _get(client, cache, ref, digest)
+
+
+def _head(client: RegistryClient, ref: BlockRef, reference: str) -> str:
+    found = client.head_manifest(ref.registry, ref.repository, reference)
+    if found is None:
+        if ref.digest:
+            raise ArtifactNotFoundError(
+                f"block {ref} not found: registry {ref.registry} has no manifest {ref.digest} "
+                f"in {ref.repository}"
+            )
+        raise ArtifactNotFoundError(
+            f"block {ref} not found: registry {ref.registry} has no tag {ref.tag!r} in "
+            f"{ref.repository}; push it with 'cratekeeper blocks push DIR {ref}'"
+        )
+    return found
+
+
+def _get(client: RegistryClient, cache: BlobCache, ref: BlockRef, digest: str) -> Manifest:
+    manifest = client.get_manifest(ref.registry, ref.repository, digest)  # hashes to digest
     cache.store(manifest.digest, lambda handle: _write(handle, manifest.body))
     return manifest
 
