@@ -9,8 +9,8 @@ URLs kept on disk, logs or error messages.
 Modules, each one job: ``model`` (refs and credentials as values), ``gitcmd`` (running git
 hermetically), ``classify`` (redaction and error classification), ``remote`` (authenticating
 to a remote), ``tree`` (files at a commit), ``revision`` (resolving commits on disk, the CLI's
-:func:`local_revision`), ``cache`` (the on-disk cache and its lock), ``fetching``
-(:func:`fetch`).
+:func:`local_revision`), ``cache`` (the on-disk cache and its lock), ``checked`` (each ref's
+last resolution, so an unmoved ref costs one ``ls-remote``), ``fetching`` (:func:`fetch`).
 """
 
 from controller.source.classify import redact

@@ -1,12 +1,15 @@
 """Fetching a ref from a remote into the cache and resolving it to a :class:`Revision`.
 
-A check whose remote ref has not moved costs exactly one ``git ls-remote``; a pinned commit
-already cached costs no network at all. A branch or tag that no longer descends from the last
-applied commit is refused as rewritten history.
+A check whose remote ref has not moved costs exactly one ``git ls-remote`` process and nothing
+else (the ref's last resolution is recorded in the cache: :mod:`controller.source.checked`); a
+pinned commit already checked runs no git at all. A branch or tag that no longer descends from
+the last applied commit is refused as rewritten history.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import tempfile
 from pathlib import Path
 
@@ -17,11 +20,11 @@ from controller.errors import (
     GitUnreachableError,
     SourceError,
 )
-from controller.source import gitcmd
+from controller.source import checked, gitcmd
 from controller.source.cache import cache_repo, locked
 from controller.source.model import GitAuth, GitRef, RefKind
 from controller.source.remote import Remote
-from controller.source.revision import Revision, read_revision, resolve
+from controller.source.revision import Revision, normalise_subpath, read_revision, resolve
 
 __all__ = ["fetch"]
 
@@ -39,15 +42,22 @@ def fetch(
     """Bring ``ref`` of the repository at ``url`` into the cache and resolve it to a commit.
 
     The cache is one bare repository per URL under ``cache_dir``; fetches are incremental. When
-    the remote ref still points at a commit the cache holds, this costs one ``git ls-remote``
-    and nothing else (a pinned commit already cached costs no network at all).
+    the remote ref still points at the commit it last resolved to (and ``previous`` is that
+    commit or None), this costs one ``git ls-remote`` process and nothing else; a pinned
+    commit already checked runs no git at all.
 
     ``previous`` is the commit last applied for this ref: when the new commit does not descend
     from it the remote history was rewritten, and :class:`GitHistoryRewrittenError` is raised
     instead of silently following a force-push. Pass ``None`` when the ref itself changed.
     """
-    with tempfile.TemporaryDirectory(prefix="cratekeeper-auth-") as scratch:
-        remote = Remote.create(url, auth or GitAuth(), timeout, Path(scratch))
+    with contextlib.ExitStack() as stack:
+
+        @functools.cache
+        def scratch() -> Path:
+            """A private directory, made only when a credential needs a file of its own."""
+            return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cratekeeper-")))
+
+        remote = Remote.create(url, auth or GitAuth(), timeout, scratch)
         git_dir = cache_repo(cache_dir, remote.url)
         with locked(git_dir):
             return _fetch_locked(remote, git_dir, ref, subpath, previous)
@@ -57,12 +67,16 @@ def _fetch_locked(
     remote: Remote, git_dir: Path, ref: GitRef, subpath: str, previous: str | None
 ) -> Revision:
     """:func:`fetch`, holding the cache repository's lock."""
+    subpath = normalise_subpath(subpath)
+    sha = ref.name if ref.kind is RefKind.COMMIT else _ls_remote(remote, git_dir, ref)
+    if previous in (None, sha):  # no ancestry to check: the ref's last resolution may do
+        known = checked.recall(git_dir, ref.remote_name, sha, subpath)
+        if known is not None:
+            return known
     if ref.kind is RefKind.COMMIT:
-        sha = ref.name
         if not _has_commit(git_dir, sha):
             _fetch_commit(remote, git_dir, sha)
     else:
-        sha = _ls_remote(remote, git_dir, ref)
         if not _has_commit(git_dir, sha):
             remote.git(
                 git_dir,
@@ -90,12 +104,17 @@ def _fetch_locked(
             "(force-push?). Restore the history, or confirm the new commit by changing "
             "spec.source.ref"
         )
-    return read_revision(git_dir, sha, subpath, where=remote.display)
+    revision = read_revision(git_dir, sha, subpath, where=remote.display)
+    checked.remember(git_dir, ref.remote_name, revision)
+    return revision
 
 
 def _ls_remote(remote: Remote, git_dir: Path, ref: GitRef) -> str:
     """The commit ``ref`` points at on the remote: the one network round trip of a check."""
-    out = remote.git(git_dir, ["ls-remote", "--end-of-options", remote.url, ref.remote_name])
+    # A tag's pattern does not match its peeled line (``refs/tags/v1^{}``): ask for both, so
+    # an annotated tag resolves to its commit without a local lookup.
+    names = [ref.remote_name] + ([f"{ref.remote_name}^{{}}"] if ref.kind is RefKind.TAG else [])
+    out = remote.git(git_dir, ["ls-remote", "--end-of-options", remote.url, *names])
     found: dict[str, str] = {}
     for line in out.decode().splitlines():
         oid, _, name = line.partition("\t")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -34,10 +34,11 @@ class Remote:
     timeout: float
 
     @classmethod
-    def create(cls, url: str, auth: GitAuth, timeout: float, scratch: Path) -> Remote:
+    def create(cls, url: str, auth: GitAuth, timeout: float, scratch: Callable[[], Path]) -> Remote:
         """Split credentials off ``url`` and prepare credential/SSH settings from ``auth``.
 
-        ``scratch`` is a private directory that lives as long as the remote is used.
+        ``scratch()`` makes (once) a private directory that lives as long as the remote is
+        used; it is called only when a credential needs a file of its own.
         """
         url, password = _strip_password(url)
         env: dict[str, str] = {}
@@ -48,7 +49,7 @@ class Remote:
             # never in argv, the environment, or a URL written into the cache's config.
             password_file = auth.password_file
             if password and not password_file:  # from the URL: a private file, like the rest
-                password_file = _private_file(scratch, "password", password)
+                password_file = _private_file(scratch(), "password", password)
             env["CRATEKEEPER_GIT_USERNAME_FILE"] = str(auth.username_file or "")
             env["CRATEKEEPER_GIT_PASSWORD_FILE"] = str(password_file or "")
             config += ["credential.helper=", f"credential.helper={_CREDENTIAL_HELPER}"]
@@ -119,19 +120,23 @@ def _read_secrets(*files: Path | None) -> list[str]:
     return values
 
 
-def _private_copy(identity: Path, scratch: Path) -> Path:
-    """The SSH key copied to a 0600 file ending in a newline.
+def _private_copy(identity: Path, scratch: Callable[[], Path]) -> Path:
+    """The SSH key as a private file ending in a newline: ``identity`` itself when it is one
+    (the operator writes Secrets so), else a 0600 copy in ``scratch()``.
 
     ssh refuses a key readable by others, and Kubernetes mounts Secret files 0644 by default;
     keys pasted with ``--from-literal`` often lose their final newline, which ssh also rejects.
     """
     try:
         data = identity.read_bytes()
+        info = identity.stat()
     except OSError as exc:
         raise GitAuthError(
             f"cannot read the SSH identity file {identity}: {exc.strerror}"
         ) from None
-    copy = scratch / "identity"
+    if data.endswith(b"\n") and info.st_uid == os.geteuid() and not info.st_mode & 0o077:
+        return identity
+    copy = scratch() / "identity"
     fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data if data.endswith(b"\n") else data + b"\n")

@@ -14,7 +14,7 @@ from controller.errors import GitRefNotFoundError, SourceError
 from controller.source import gitcmd
 from controller.source.tree import GitTree
 
-__all__ = ["Revision", "local_revision", "read_revision", "resolve"]
+__all__ = ["Revision", "local_revision", "normalise_subpath", "read_revision", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def resolve(git_dir: Path, rev: str) -> str | None:
 
 def read_revision(git_dir: Path, sha: str, subpath: str, *, where: str) -> Revision:
     """The :class:`Revision` of commit ``sha`` (already present in ``git_dir``)."""
-    subpath = _normalise_subpath(subpath)
+    subpath = normalise_subpath(subpath)
     out = gitcmd.git(
         ["log", "-1", "--no-show-signature", "--format=%H%x00%s%x00%an <%ae>%x00%cI", sha],
         git_dir=git_dir,
@@ -84,7 +84,7 @@ def read_revision(git_dir: Path, sha: str, subpath: str, *, where: str) -> Revis
     )
 
 
-def _normalise_subpath(subpath: str) -> str:
+def normalise_subpath(subpath: str) -> str:
     """``spec.source.path`` as a clean relative POSIX path (``""`` for the repository root)."""
     parts = [p for p in PurePosixPath(subpath.strip("/")).parts if p not in ("", ".")]
     if ".." in parts:
