@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         default="ghcr.io/cratekeeper/cratekeeper:0.1.0",
         description="Init-container image of kubernetes-runner Jobs (cratekeeper and git).",
     )
+    job_image_pull_secrets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated Secret names the kubernetes runner's job pods pull their "
+        "images with (in the Workspace's namespace), unless spec.runner.imagePullSecrets is set.",
+    )
     docker_network: str = Field(
         default="bridge", description="Network mode of docker-runner containers (e.g. host)."
     )
@@ -54,6 +59,12 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds before the first retry of a failed revision."
     )
     retry_max: float = Field(default=600.0, gt=0, description="Longest wait between retries.")
+    shutdown_grace: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a tick in progress may take to finish on shutdown (the chart's "
+        "terminationGracePeriodSeconds is longer).",
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where Git mirrors and pulled blocks (by digest) are cached.",
@@ -66,6 +77,11 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Comma-separated registry=host[:port]: pull and push that registry's blocks "
         "through the mirror (block names and the blocks/ layout keep the original registry).",
+    )
+    ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM file of the CAs that HTTPS registries are checked against (a private "
+        "CA; the chart adds the system's). Git reads its own GIT_SSL_CAINFO.",
     )
     age_identity_file: Path | None = Field(
         default=None, description="File holding the age identity that decrypts *.age files."
@@ -116,7 +132,7 @@ class Settings(BaseSettings):
             mirrors[registry.strip()] = endpoint.strip()
         return mirrors
 
-    @field_validator("insecure_registries", "namespaces", mode="before")
+    @field_validator("insecure_registries", "namespaces", "job_image_pull_secrets", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

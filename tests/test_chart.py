@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.settings import Settings
 from tests.support.tools import KubeTools, ToolsUnavailable, kube_tools
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,14 @@ COMBOS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
     },
     "namespace-scope-release-ns": {"scope": "namespace", "serviceMonitor": {"enabled": True}},
+    "private-ca-and-pull-secrets": {
+        "caBundle": {"secret": "corp-ca", "key": "bundle.pem"},
+        "execution": {
+            "image": {"repository": "ghcr.io/cratekeeper/cratekeeper-execution"},
+            "imagePullSecrets": [{"name": "ghcr"}, {"name": "mirror"}],
+        },
+        "shutdownGraceSeconds": 600,
+    },
     "cluster-everything": {
         "crds": {"install": False},
         "serviceMonitor": {"enabled": True},
@@ -57,6 +66,7 @@ COMBOS: dict[str, dict[str, Any]] = {
         "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
         "podAnnotations": {"example.com/team": "platform"},
         "serviceAccount": {"annotations": {"example.com/role": "ck"}},
+        "caBundle": {"configMap": "corp-ca"},
         "grafanaDashboard": {"enabled": True},
         "prometheusRule": {"enabled": True},
     },
@@ -295,6 +305,83 @@ def test_controller_settings_come_from_values(tools: KubeTools) -> None:
     )
 
 
+@pytest.mark.parametrize("combo", sorted(COMBOS))
+def test_every_setting_the_chart_sets_is_one_the_operator_reads(
+    tools: KubeTools, combo: str
+) -> None:
+    env = {k: v for k, v in env_of(render(tools, combo)).items() if isinstance(v, str)}
+    fields = set(Settings.model_fields)
+    ours = {k: v for k, v in env.items() if k.startswith("CRATEKEEPER_")}
+    unknown = [k for k in ours if k.removeprefix("CRATEKEEPER_").lower() not in fields]
+    assert not unknown, f"the chart sets settings the operator does not have: {unknown}"
+    settings = Settings(**{k.removeprefix("CRATEKEEPER_").lower(): v for k, v in ours.items()})
+    pod = one(render(tools, combo), "Deployment")["spec"]["template"]["spec"]
+    grace = COMBOS[combo].get("shutdownGraceSeconds", 300)
+    # One value: the operator's shutdown grace, and a pod grace longer than it (issue 10.7).
+    assert settings.shutdown_grace == grace
+    assert pod["terminationGracePeriodSeconds"] == grace + 30
+    assert settings.prepare_image == container(render(tools, combo))["image"]
+
+
+def test_jobs_pull_with_the_execution_pull_secrets(tools: KubeTools) -> None:
+    assert env_of(render(tools, "defaults"))["CRATEKEEPER_JOB_IMAGE_PULL_SECRETS"] == ""
+    env = env_of(render(tools, "private-ca-and-pull-secrets"))
+    assert env["CRATEKEEPER_JOB_IMAGE_PULL_SECRETS"] == "ghcr,mirror"
+    settings = Settings(job_image_pull_secrets=env["CRATEKEEPER_JOB_IMAGE_PULL_SECRETS"])
+    assert settings.job_image_pull_secrets == ["ghcr", "mirror"]
+
+
+@pytest.mark.parametrize(
+    ("combo", "source"),
+    [
+        ("private-ca-and-pull-secrets", {"secret": {"secretName": "corp-ca"}}),
+        ("cluster-everything", {"configMap": {"name": "corp-ca"}}),
+    ],
+)
+def test_a_private_ca_is_added_to_the_system_cas_for_git_and_the_registry_client(
+    tools: KubeTools, combo: str, source: dict[str, Any]
+) -> None:
+    docs = render(tools, combo)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    key = COMBOS[combo]["caBundle"].get("key", "ca.crt")
+    kind = next(iter(source))
+    assert volumes["ca-source"][kind] == source[kind] | {
+        "items": [{"key": key, "path": "extra.crt"}]
+    }
+    assert volumes["ca-bundle"]["emptyDir"]["medium"] == "Memory"
+    (init,) = pod["initContainers"]
+    assert init["image"] == container(docs)["image"]
+    script = init["command"][-1]
+    assert script.startswith("cat /etc/ssl/certs/ca-certificates.crt ")  # the system's CAs too
+    assert script.endswith("> /etc/cratekeeper/ca/ca-certificates.crt")
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    env = env_of(docs)
+    bundle = "/etc/cratekeeper/ca/ca-certificates.crt"
+    assert env["CRATEKEEPER_CA_BUNDLE"] == env["GIT_SSL_CAINFO"] == bundle
+    mounts = {m["name"]: m for m in container(docs)["volumeMounts"]}
+    assert mounts["ca-bundle"] == {
+        "name": "ca-bundle",
+        "mountPath": "/etc/cratekeeper/ca",
+        "readOnly": True,
+    }
+
+    defaults = render(tools, "defaults")
+    assert "initContainers" not in one(defaults, "Deployment")["spec"]["template"]["spec"]
+    assert "CRATEKEEPER_CA_BUNDLE" not in env_of(defaults)
+
+
+def test_a_ca_bundle_from_a_configmap_and_a_secret_at_once_is_refused(tools: KubeTools) -> None:
+    with pytest.raises(AssertionError, match="set configMap or secret, not both"):
+        _helm(
+            tools,
+            "template",
+            "ck",
+            str(CHART),
+            values={"caBundle": {"configMap": "a", "secret": "b"}},
+        )
+
+
 @pytest.mark.parametrize("combo", ["defaults", "cluster-everything"])
 def test_cluster_scope_grants_a_clusterrole_with_only_the_operator_verbs(
     tools: KubeTools, combo: str
@@ -449,6 +536,27 @@ def test_install_doc_manifests_are_valid(kv: Any) -> None:
         ]
         for ref in filter(None, refs):
             assert ref["name"] in secret_names, f"docs/install.md shows no Secret {ref['name']}"
+
+
+def test_install_doc_exposes_only_the_webhook_port_of_the_service(
+    tools: KubeTools, kv: Any
+) -> None:
+    docs = list(_yaml_blocks(INSTALL_DOC.read_text()))
+    service = one(render(tools, "defaults"), "Service")
+    # The release in the doc is named cratekeeper; "ck" here: compare the name's suffix.
+    assert service["metadata"]["name"].endswith("cratekeeper")
+    webhook = {p["name"]: p["port"] for p in service["spec"]["ports"]}["webhook"]
+    (ingress,) = [d for d in docs if d["kind"] == "Ingress"]
+    kv.validate(ingress, KUBERNETES_VERSION, strict=True)
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/hook/" and path["pathType"] == "Prefix"
+    assert path["backend"]["service"] == {"name": "cratekeeper", "port": {"name": "webhook"}}
+    (route,) = [d for d in docs if d["kind"] == "HTTPRoute"]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    (route_rule,) = route["spec"]["rules"]
+    assert route_rule["matches"][0]["path"] == {"type": "PathPrefix", "value": "/hook/"}
+    assert route_rule["backendRefs"] == [{"name": "cratekeeper", "port": webhook}]
 
 
 def test_install_doc_names_every_value() -> None:

@@ -179,6 +179,12 @@ def test_pod_gets_no_service_account_token_unless_one_is_configured(tmp_path: Pa
     assert pod["serviceAccountName"] == "deployer"
 
 
+def test_pod_pulls_its_images_with_the_configured_pull_secrets_only(tmp_path: Path) -> None:
+    assert "imagePullSecrets" not in manifest(tmp_path)["spec"]["template"]["spec"]
+    pod = manifest(tmp_path, image_pull_secrets=("ghcr", "mirror"))["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "ghcr"}, {"name": "mirror"}]
+
+
 def test_kubeconfig_reaches_the_pod_through_a_memory_backed_secret_volume(tmp_path: Path) -> None:
     pod = manifest(tmp_path)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -487,6 +493,40 @@ async def test_job_pod_and_secret_carry_the_workspace_objects_name_so_its_deleti
         assert labels["app.kubernetes.io/managed-by"] == "cratekeeper"
     found = await kube.list_jobs(namespace, {LABEL_WORKSPACE: "production"})
     assert [j.name for j in found] == [name]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("runner_spec", "pull_secrets"),
+    [
+        ({}, [{"name": "operator-default"}]),  # the chart's execution.imagePullSecrets
+        ({"imagePullSecrets": [{"name": "acme-ghcr"}]}, [{"name": "acme-ghcr"}]),
+    ],
+)
+async def test_a_workspaces_pull_secrets_replace_the_operators_default(
+    kube_emulator: KubeEmulator,
+    kube: Kube,
+    namespace: str,
+    tmp_path: Path,
+    run_task: list[Any],
+    runner_spec: dict[str, Any],
+    pull_secrets: list[dict[str, str]],
+) -> None:
+    request = make_request(tmp_path)
+    name = job_name(request.workspace, request.revision, request.block, request.action)
+    spec = WorkspaceSpec.model_validate({"source": {"url": SOURCE.url}, "runner": runner_spec})
+    runner = KubernetesRunner.for_workspace(
+        kube,
+        namespace,
+        spec,
+        default_image=IMAGE,
+        default_image_pull_secrets=["operator-default"],
+        prepare_image=PREPARE_IMAGE,
+        poll_interval=0.05,
+    )
+    start(run_task, runner, request)
+    job = await running_job(kube_emulator, namespace, name)
+    assert job["spec"]["template"]["spec"]["imagePullSecrets"] == pull_secrets
 
 
 @pytest.mark.asyncio

@@ -123,6 +123,12 @@ class RunnerSpec(_Model):
     )
     timeout: Duration = Field(default="30m", description="A run past this is stopped.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    image_pull_secrets: list[SecretRef] = Field(
+        default_factory=list,
+        alias="imagePullSecrets",
+        description="Secrets (in this namespace) the job pod pulls its images with; "
+        "replaces the operator's default list (CRATEKEEPER_JOB_IMAGE_PULL_SECRETS) when set.",
+    )
 
 
 class WorkspaceSpec(_Model):

@@ -31,7 +31,14 @@ class OperatorConfig:
         config = cls()
         found = {
             name: getattr(settings, name)
-            for name in ("kubeconfig", "max_concurrent_runs", "retry_base", "retry_max", "work_dir")
+            for name in (
+                "kubeconfig",
+                "max_concurrent_runs",
+                "retry_base",
+                "retry_max",
+                "shutdown_grace",
+                "work_dir",
+            )
             if getattr(settings, name, None) is not None
         }
         return replace(config, **found, **overrides)  # type: ignore[arg-type]

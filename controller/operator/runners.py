@@ -37,6 +37,7 @@ def runner_factory(settings: Settings, kube: Kube) -> RunnerFactory:
             namespace,
             spec,
             default_image=settings.execution_image,
+            default_image_pull_secrets=settings.job_image_pull_secrets,
             prepare_image=settings.prepare_image,
             insecure_registries=settings.insecure_registries,
             labels={LABEL_WORKSPACE: name},

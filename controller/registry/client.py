@@ -59,6 +59,9 @@ class RegistryOptions:
     mirrors: tuple[tuple[str, str], ...] = ()
     """``(registry, endpoint)`` pairs: requests for ``registry`` go to ``endpoint`` instead
     (an air-gapped mirror, or the demo's local registry); names and paths stay the same."""
+    ca_bundle: Path | None = None
+    """PEM file of the CAs that HTTPS registries' certificates are checked against (a private
+    CA); the system's CAs when unset."""
 
     @classmethod
     def from_settings(
@@ -74,6 +77,7 @@ class RegistryOptions:
             max_block_size=settings.max_block_size,
             cache_max_bytes=settings.blob_cache_max_bytes,
             mirrors=tuple(sorted(settings.registry_mirrors.items())),
+            ca_bundle=settings.ca_bundle,
         )
 
     def endpoint(self, registry: str) -> str:
@@ -118,6 +122,8 @@ class RegistryClient:
         self.session = session or requests.Session()
         # Never pick up ~/.netrc or proxy credentials from the environment of the controller.
         self.session.trust_env = False
+        if options.ca_bundle is not None:
+            self.session.verify = str(options.ca_bundle)
         self._auth: dict[tuple[str, str], str] = {}  # (registry, scope) -> Authorization
         # What this client's own credentials were checked against, so that a pull can trust
         # the shared blob cache (issue 10 point 9) and needs no second HEAD (issue 11 point 1).

@@ -44,6 +44,11 @@ def _hermetic_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         "LC_ALL": "C",
         "LANG": "C",
     }
+    # Git's own variables for a private CA (the chart sets them, docs/install.md): an HTTPS
+    # server signed by an internal CA is otherwise unreachable from this hermetic environment.
+    for name in ("GIT_SSL_CAINFO", "GIT_SSL_CAPATH"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
     if extra:
         env.update(extra)
     return env

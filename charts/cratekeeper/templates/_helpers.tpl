@@ -62,3 +62,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- .Release.Namespace }}
 {{- end }}
 {{- end }}
+
+{{/* Secret names the Jobs pull their images with, comma-separated. */}}
+{{- define "cratekeeper.jobPullSecrets" -}}
+{{- $names := list }}
+{{- range .Values.execution.imagePullSecrets }}
+{{- $names = append $names .name }}
+{{- end }}
+{{- join "," $names }}
+{{- end }}
+
+{{/* Non-empty when a private CA bundle is configured (a ConfigMap or a Secret, not both). */}}
+{{- define "cratekeeper.caSource" -}}
+{{- if and .Values.caBundle.configMap .Values.caBundle.secret }}
+{{- fail "caBundle: set configMap or secret, not both" }}
+{{- end }}
+{{- if or .Values.caBundle.configMap .Values.caBundle.secret }}yes{{ end }}
+{{- end }}

@@ -159,6 +159,8 @@ class PodOptions:
     prepare_image: str
     """An image with cratekeeper and git (the init container)."""
     service_account_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    """Secrets in the Job's namespace that the kubelet pulls both images with."""
     resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     ttl_seconds_after_finished: int = 3600
     insecure_registries: tuple[str, ...] = ()
@@ -352,6 +354,8 @@ def job_manifest(
     }
     if options.service_account_name:
         pod_spec["serviceAccountName"] = options.service_account_name
+    if options.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in options.image_pull_secrets]
     labels, annotations = {**run_labels(request), **labels}, run_annotations(request)
     return {
         "apiVersion": "batch/v1",

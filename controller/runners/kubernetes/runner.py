@@ -71,6 +71,7 @@ class KubernetesRunner:
         source: WorkspaceSource,
         prepare_image: str | None = None,
         service_account_name: str | None = None,
+        image_pull_secrets: Sequence[str] = (),
         resources: Mapping[str, Mapping[str, str]] | None = None,
         ttl_seconds_after_finished: int = 3600,
         insecure_registries: Sequence[str] = (),
@@ -88,6 +89,7 @@ class KubernetesRunner:
             image=image,
             prepare_image=prepare_image or image,
             service_account_name=service_account_name,
+            image_pull_secrets=tuple(image_pull_secrets),
             resources=dict(resources or {}),
             ttl_seconds_after_finished=ttl_seconds_after_finished,
             insecure_registries=tuple(insecure_registries),
@@ -105,13 +107,15 @@ class KubernetesRunner:
         spec: WorkspaceSpec,
         *,
         default_image: str,
+        default_image_pull_secrets: Sequence[str] = (),
         labels: Mapping[str, str] = {},
         **knobs: Any,
     ) -> KubernetesRunner:
         """The runner a Workspace asks for: its ``spec.runner``, source and registry Secrets.
 
         ``knobs`` are the other keyword arguments of the constructor (``prepare_image``,
-        ``poll_interval``...); ``spec.runner`` decides the image, service account and resources.
+        ``poll_interval``...); ``spec.runner`` decides the image, service account, resources
+        and pull secrets (its list replaces ``default_image_pull_secrets`` when not empty).
         """
         git = spec.source.secret_ref
         registry = spec.registry.secret_ref
@@ -126,6 +130,8 @@ class KubernetesRunner:
                 registry_secret=registry.name if registry else None,
             ),
             service_account_name=spec.runner.service_account_name,
+            image_pull_secrets=[s.name for s in spec.runner.image_pull_secrets]
+            or default_image_pull_secrets,
             resources={
                 "limits": spec.runner.resources.limits,
                 "requests": spec.runner.resources.requests,
