@@ -241,6 +241,19 @@ def config_hash_key(kubeconfig: bytes) -> bytes:
     return hashlib.sha256(_HASH_KEY_CONTEXT + kubeconfig).digest()
 
 
+def write_private(path: Path, data: bytes) -> Path:
+    """``data`` in a new file at ``path`` that only this user may read (0600).
+
+    ``O_EXCL`` with ``O_NOFOLLOW``: an existing file or a planted symlink is an error
+    (``FileExistsError``), never overwritten or followed. The one writer of decrypted material
+    and credentials to disk; callers put ``path`` in a private directory and remove it after use.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return path
+
+
 def _private_dir() -> str | None:
     # mkstemp creates the file O_EXCL with mode 0600, so a shared tmpfs is safe here.
     shm = Path("/dev/shm")  # noqa: S108

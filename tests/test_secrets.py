@@ -16,6 +16,7 @@ from controller.secrets import (
     find_kubeconfig,
     kubeconfig_file,
     read_kubeconfig,
+    write_private,
 )
 from controller.tree import DirectoryTree
 
@@ -115,3 +116,15 @@ def test_the_kubeconfig_file_is_private_and_removed_after_use() -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.read_bytes() == PLAINTEXT
     assert not path.exists()
+
+
+def test_private_files_are_0600_and_never_overwrite_or_follow_a_symlink(tmp_path: Path) -> None:
+    path = write_private(tmp_path / "token", b"s3cret")
+    assert path.read_bytes() == b"s3cret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_private(path, b"other")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileExistsError):
+        write_private(tmp_path / "link", b"s3cret")
+    assert not (tmp_path / "elsewhere").exists()

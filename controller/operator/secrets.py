@@ -20,7 +20,7 @@ from typing import Protocol
 from controller.api.spec import WorkspaceSpec
 from controller.errors import SecretInvalidError, SecretNotFoundError
 from controller.kube import Secret
-from controller.secrets import AgeKeys
+from controller.secrets import AgeKeys, write_private
 from controller.source import GitAuth
 
 DOCKER_CONFIG_KEYS = (".dockerconfigjson", "config.json")
@@ -51,18 +51,10 @@ def _private_dir(parent: Path, name: str) -> Path:
     return path
 
 
-def _write_private(directory: Path, key: str, value: bytes) -> Path:
-    path = directory / key
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
-    return path
-
-
 def _write_all(directory: Path, data: Mapping[str, bytes]) -> None:
     for key, value in data.items():
         if _SAFE_KEY.match(key) and key not in (".", ".."):
-            _write_private(directory, key, value)
+            write_private(directory / key, value)
 
 
 async def _read(
@@ -111,7 +103,7 @@ async def secret_files(
                     ".dockerconfigjson key; create it with `kubectl create secret "
                     "docker-registry`"
                 )
-            docker_config = _write_private(_private_dir(root, "registry"), "config.json", value)
+            docker_config = write_private(_private_dir(root, "registry") / "config.json", value)
         keys = base_keys
         if spec.decryption.secret_ref is not None:
             name = spec.decryption.secret_ref.name
@@ -132,7 +124,7 @@ async def secret_files(
                     f"{AGE_PASSPHRASE_KEY!r} is not UTF-8 text"
                 ) from None
             own = AgeKeys.from_sources(
-                identity_file=_write_private(directory, "identity", data[identity])
+                identity_file=write_private(directory / "identity", data[identity])
                 if identity
                 else None,
                 passphrase=text,

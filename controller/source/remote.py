@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from controller.errors import GitAuthError, GitTimeoutError, GitUnreachableError
+from controller.secrets import write_private
 from controller.source import gitcmd
 from controller.source.classify import classify, redact
 from controller.source.model import GitAuth
@@ -49,7 +50,7 @@ class Remote:
             # never in argv, the environment, or a URL written into the cache's config.
             password_file = auth.password_file
             if password and not password_file:  # from the URL: a private file, like the rest
-                password_file = _private_file(scratch(), "password", password)
+                password_file = write_private(scratch() / "password", password.encode())
             env["CRATEKEEPER_GIT_USERNAME_FILE"] = str(auth.username_file or "")
             env["CRATEKEEPER_GIT_PASSWORD_FILE"] = str(password_file or "")
             config += ["credential.helper=", f"credential.helper={_CREDENTIAL_HELPER}"]
@@ -87,15 +88,6 @@ _CREDENTIAL_HELPER = (
     'p="$(cat "$CRATEKEEPER_GIT_PASSWORD_FILE" 2>/dev/null)"; '
     'printf "password=%s\\n" "$p"; }; f'
 )
-
-
-def _private_file(scratch: Path, name: str, content: str) -> Path:
-    """``content`` in a new 0600 file of the private ``scratch`` directory."""
-    path = scratch / name
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    return path
 
 
 def _strip_password(url: str) -> tuple[str, str | None]:
@@ -136,11 +128,7 @@ def _private_copy(identity: Path, scratch: Callable[[], Path]) -> Path:
         ) from None
     if data.endswith(b"\n") and info.st_uid == os.geteuid() and not info.st_mode & 0o077:
         return identity
-    copy = scratch() / "identity"
-    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data if data.endswith(b"\n") else data + b"\n")
-    return copy
+    return write_private(scratch() / "identity", data if data.endswith(b"\n") else data + b"\n")
 
 
 def _ssh_command(identity: Path | None, known_hosts_file: Path | None) -> str:
