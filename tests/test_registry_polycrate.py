@@ -11,110 +11,30 @@ Debian docker-registry.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import io
 import json
+import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+from controller.cli import main
 from controller.errors import BlockMismatchError, DigestMismatchError, UnsafeArchiveError
 from controller.refs import BlockRef
-from controller.registry import RegistryClient, pull_block, push_block
 from controller.registry import format as fmt
+from controller.registry import pull_block, push_block
 from controller.registry.checksum import polycrate_md5
-from tests.support.oci_registry import Registry
+from tests.support.actions import EXAMPLES, SEED_NAME
+from tests.support.gitrepo import GitRepo
+from tests.support.kube_emulator import KubeEmulator
+from tests.support.oci_registry import (
+    Registry,
+    go_layer,
+    polycrate_layer,
+    push_polycrate_image,
+)
 from tests.test_registry import assert_nothing_written, client_for, make_block, new_ref, tree
-
-Layer = list[tuple[str, bytes | None]]  # (name, data); None is a directory
-
-
-def go_layer(entries: Layer, modes: dict[str, int] | None = None) -> bytes:
-    """A tar as Go's archive/tar writes ``layerFromDir``'s headers (USTAR, uid 0, no mtime,
-    ``info.Mode().Perm()``)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime = 0
-            if data is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            else:
-                info.mode, info.size = (modes or {}).get(name, 0o644), len(data)
-                tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-def polycrate_layer(block: Path) -> bytes:
-    """``layerFromDir(block, "")`` as Polycrate builds the block layer."""
-    modes = {
-        path.relative_to(block).as_posix(): path.stat().st_mode & 0o777 for path in block.rglob("*")
-    }
-    return go_layer(walk_layer(block), modes)
-
-
-def walk_layer(block: Path) -> Layer:
-    """``layerFromDir(path, "")``: the root as ``.``, then Walk order, names relative."""
-    entries: Layer = [(".", None)]
-
-    def walk(directory: Path) -> None:
-        for path in sorted(directory.iterdir(), key=lambda p: p.name.encode()):
-            rel = path.relative_to(block).as_posix()
-            if path.is_dir():
-                entries.append((rel, None))
-                walk(path)
-            else:
-                entries.append((rel, path.read_bytes()))
-
-    walk(block)
-    return entries
-
-
-def push_polycrate_image(
-    client: RegistryClient,
-    ref: BlockRef,
-    layers: list[bytes],
-    labels: dict[str, str],
-    *,
-    oci_manifest: bool = False,
-) -> str:
-    """``mutate.AppendLayers`` + ``mutate.Config`` + ``crane.Push`` of ``:tag`` and ``:latest``."""
-    descriptors = []
-    diff_ids = []
-    for layer in layers:
-        blob = gzip.compress(layer, compresslevel=1)
-        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-        client.upload_blob(ref.registry, ref.repository, digest, blob)
-        layer_type = fmt.DOCKER_LAYER_GZIP
-        descriptors.append({"mediaType": layer_type, "size": len(blob), "digest": digest})
-        diff_ids.append("sha256:" + hashlib.sha256(layer).hexdigest())
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Labels": labels},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-            "history": [{"created": "0001-01-01T00:00:00Z"} for _ in layers],
-        }
-    ).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-    client.upload_blob(ref.registry, ref.repository, config_digest, config)
-    manifest_type = fmt.OCI_MANIFEST if oci_manifest else fmt.DOCKER_MANIFEST
-    config_type = fmt.OCI_CONFIG if oci_manifest else fmt.DOCKER_CONFIG
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": manifest_type,
-            "config": {"mediaType": config_type, "size": len(config), "digest": config_digest},
-            "layers": descriptors,
-        }
-    ).encode()
-    for tag in (ref.tag, fmt.LATEST):
-        digest = client.put_manifest(ref.registry, ref.repository, tag, manifest, manifest_type)
-    return digest
 
 
 def polycrate_block(root: Path, ref: BlockRef, *, name: str | None = None) -> Path:
@@ -364,3 +284,47 @@ def test_polycrate_checksum_covers_paths_contents_and_order_but_not_modes(tmp_pa
     assert polycrate_md5(a) != polycrate_md5(b)
     only = {PurePosixPath("block.poly")}
     assert polycrate_md5(a, only=only) == polycrate_md5(b, only=only)
+
+
+# --- end to end: a Polycrate-pushed block deploys ------------------------------------------
+
+
+def test_reconcile_deploys_a_polycrate_pushed_block(
+    oci_registry: Registry,
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The example app block, named and pushed as `polycrate blocks push` does, applied by
+    `cratekeeper reconcile` with real Git, the real registry, real Ansible, emulated cluster."""
+    ref = BlockRef.parse(f"{oci_registry.host}/acme/apps/app-deploy-polycrate:1.2.0")
+    block = tmp_path / "block"
+    shutil.copytree(EXAMPLES / "blocks" / "app-deploy", block)
+    poly = block / "block.poly"
+    poly.write_text(poly.read_text().replace(SEED_NAME, ref.repository))  # no registry host
+    client = client_for(oci_registry.host, tmp_path)
+    digest = push_polycrate_image(
+        client, ref, [BASE, polycrate_layer(block)], polycrate_labels(block, ref)
+    )
+
+    repo = GitRepo(tmp_path / "acme-production-1")
+    shutil.copytree(EXAMPLES / "acme-production-1", repo.path, dirs_exist_ok=True)
+    ws = repo.path / "workspace.poly"
+    ws.write_text(ws.read_text().replace(f"{SEED_NAME}:1.1.0", str(ref)))
+    shutil.copy(kubeconfig, repo.path / "artifacts/secrets/kubeconfig.yml")
+    repo.commit("acme-production-1 on a Polycrate-pushed app-deploy")
+    state = tmp_path / "state.json"
+
+    code = main(
+        ["reconcile", str(repo.path), "--state", str(state), "--insecure-registry", ref.registry]
+    )
+
+    assert code == 0, capsys.readouterr()
+    namespace = "acme-app-acme-production-1"
+    deployment = kube_emulator.get("apps/v1/deployments", "acme-app", namespace=namespace)
+    assert deployment is not None
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "ghcr.io/acme/myapp:1.2.0"
+    (applied,) = json.loads(state.read_text())["blocks"]
+    assert (applied["version"], applied["digest"], applied["phase"]) == ("1.2.0", digest, "Applied")

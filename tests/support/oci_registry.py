@@ -12,9 +12,13 @@ token endpoint (to exercise the WWW-Authenticate flow).
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
+import io
 import json
 import secrets
 import shutil
+import tarfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,6 +28,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from controller.refs import BlockRef
+from controller.registry import RegistryClient
+from controller.registry import format as fmt
 from controller.sandbox import registry as sandbox_registry
 from controller.sandbox.registry import Registry, free_port, stop_registry
 
@@ -33,8 +40,11 @@ __all__ = [
     "Registry",
     "RegistryProxy",
     "free_port",
+    "go_layer",
     "oci_registry",
     "oci_registry_basic_auth",
+    "polycrate_layer",
+    "push_polycrate_image",
     "registry_proxy",
     "start_registry",
     "stop_registry",
@@ -200,3 +210,100 @@ def registry_proxy(
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+# --- blocks as `polycrate blocks push` writes them ------------------------------------------
+#
+# Polycrate (cmd/oci.go WrapOCIImage) pulls its configured base image, appends one layer made
+# by layerFromDir (a filepath.Walk of the block directory: a "." entry, relative names,
+# permission bits, directories and regular files only) with go-containerregistry's
+# mutate.AppendLayers, adds the block's labels and polycrate.block.version to the config and
+# pushes :<version> and :latest. docs/block-artifacts.md has the details.
+
+Layer = list[tuple[str, bytes | None]]  # (name, data); None is a directory
+
+
+def go_layer(entries: Layer, modes: dict[str, int] | None = None) -> bytes:
+    """A tar as Go's archive/tar writes ``layerFromDir``'s headers (USTAR, uid 0, no mtime,
+    ``info.Mode().Perm()``)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.mode, info.size = (modes or {}).get(name, 0o644), len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def polycrate_layer(block: Path) -> bytes:
+    """``layerFromDir(block, "")`` as Polycrate builds the block layer."""
+    modes = {
+        path.relative_to(block).as_posix(): path.stat().st_mode & 0o777 for path in block.rglob("*")
+    }
+    return go_layer(walk_layer(block), modes)
+
+
+def walk_layer(block: Path) -> Layer:
+    """``layerFromDir(path, "")``: the root as ``.``, then Walk order, names relative."""
+    entries: Layer = [(".", None)]
+
+    def walk(directory: Path) -> None:
+        for path in sorted(directory.iterdir(), key=lambda p: p.name.encode()):
+            rel = path.relative_to(block).as_posix()
+            if path.is_dir():
+                entries.append((rel, None))
+                walk(path)
+            else:
+                entries.append((rel, path.read_bytes()))
+
+    walk(block)
+    return entries
+
+
+def push_polycrate_image(
+    client: RegistryClient,
+    ref: BlockRef,
+    layers: list[bytes],
+    labels: dict[str, str],
+    *,
+    oci_manifest: bool = False,
+) -> str:
+    """``mutate.AppendLayers`` + ``mutate.Config`` + ``crane.Push`` of ``:tag`` and ``:latest``."""
+    descriptors = []
+    diff_ids = []
+    for layer in layers:
+        blob = gzip.compress(layer, compresslevel=1)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        client.upload_blob(ref.registry, ref.repository, digest, blob)
+        layer_type = fmt.DOCKER_LAYER_GZIP
+        descriptors.append({"mediaType": layer_type, "size": len(blob), "digest": digest})
+        diff_ids.append("sha256:" + hashlib.sha256(layer).hexdigest())
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": labels},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": "0001-01-01T00:00:00Z"} for _ in layers],
+        }
+    ).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    client.upload_blob(ref.registry, ref.repository, config_digest, config)
+    manifest_type = fmt.OCI_MANIFEST if oci_manifest else fmt.DOCKER_MANIFEST
+    config_type = fmt.OCI_CONFIG if oci_manifest else fmt.DOCKER_CONFIG
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": manifest_type,
+            "config": {"mediaType": config_type, "size": len(config), "digest": config_digest},
+            "layers": descriptors,
+        }
+    ).encode()
+    for tag in (ref.tag, fmt.LATEST):
+        digest = client.put_manifest(ref.registry, ref.repository, tag, manifest, manifest_type)
+    return digest
