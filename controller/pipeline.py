@@ -70,8 +70,9 @@ class PipelineContext:
     work_dir: Path | None = None
     on_output: OutputHandler | None = None
     ref: str | None = None
-    """The source ref this revision was fetched for (:func:`ref_label`), or ``None`` for a
-    local checkout; recorded as ``lastAppliedRef`` when the revision is applied."""
+    """The source ref this revision was resolved for (:func:`ref_label`; for a local checkout
+    what ``--ref`` names there), or ``None`` when unknown; recorded as ``lastAppliedRef`` when
+    the revision is applied."""
 
 
 def ref_label(ref: GitRef) -> str:
@@ -86,9 +87,9 @@ def ref_label(ref: GitRef) -> str:
 def previous_revision(status: WorkspaceStatus, ref: GitRef) -> str | None:
     """The commit ``ref``'s next commit must descend from: the last applied one while the ref
     is the one it was applied from; ``None`` after a switch (another branch is not a
-    force-push) or when that ref is unknown (a local checkout was applied, or the status
-    predates ``lastAppliedRef``: refusing then would keep a Workspace that already switched
-    refs stuck; the next success or no-op records the ref)."""
+    force-push) or when that ref is unknown (the status predates ``lastAppliedRef``: refusing
+    then would keep a Workspace that already switched refs stuck; the next success or no-op
+    records the ref)."""
     if status.last_applied_ref != ref_label(ref):
         return None
     return status.last_applied_revision

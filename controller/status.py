@@ -69,7 +69,8 @@ class ReconcileOutcome:
     removed: Sequence[AppliedBlock] = ()
     removed_failed: Sequence[str] = field(default_factory=tuple)
     ref: str | None = None
-    """The source ref the revision was fetched for (``branch:main``), None for a checkout."""
+    """The source ref the revision was resolved for (``branch:main``; for a checkout, what
+    ``--ref`` names there), None when unknown."""
 
     @property
     def succeeded(self) -> bool:

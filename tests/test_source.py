@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from controller.api.status import WorkspaceStatus
+from controller.cli import main
 from controller.errors import (
     GitAuthError,
     GitHistoryRewrittenError,
@@ -22,7 +25,7 @@ from controller.errors import (
     GitUnreachableError,
     SourceError,
 )
-from controller.source import GitAuth, GitRef, fetch, gitcmd, local_revision, redact
+from controller.source import GitAuth, GitRef, fetch, gitcmd, local_ref, local_revision, redact
 from controller.tree import Tree, read_text
 
 if TYPE_CHECKING:
@@ -93,6 +96,65 @@ def test_local_revision_unknown_rev_is_ref_not_found(upstream: Upstream) -> None
     upstream.commit(WORKSPACE, "first")
     with pytest.raises(GitRefNotFoundError, match="'no-such-branch' does not name a commit"):
         local_revision(upstream.work, "no-such-branch")
+
+
+def test_a_checkout_names_its_ref_as_a_url_source_would(upstream: Upstream) -> None:
+    first = upstream.commit(WORKSPACE, "first")
+    upstream.commit({"workspace.poly": "name: two\n"}, "second")
+    upstream.tag("v1", first)
+    assert local_ref(upstream.work, "HEAD") == GitRef.branch("main")
+    assert local_ref(upstream.work, "main") == GitRef.branch("main")
+    assert local_ref(upstream.work, "v1") == GitRef.tag("v1")
+    assert local_ref(upstream.work, "HEAD~1") == GitRef.commit(first)
+    assert local_ref(upstream.work, first[:10]) == GitRef.commit(first)
+
+
+def _amend(upstream: Upstream, message: str) -> str:
+    subprocess.run(
+        ["git", "commit", "-q", "--amend", "--allow-empty", "-m", message],
+        cwd=upstream.work,
+        check=True,
+    )
+    return local_revision(upstream.work, "HEAD").sha
+
+
+def test_a_checkout_whose_applied_commit_was_amended_is_history_rewritten(
+    upstream: Upstream,
+) -> None:
+    base = upstream.commit(WORKSPACE, "base")
+    applied = upstream.commit({"workspace.poly": "name: applied\n"}, "applied")
+    later = upstream.commit({"workspace.poly": "name: later\n"}, "later")
+    assert local_revision(upstream.work, "HEAD", previous=applied).sha == later  # descends
+    assert local_revision(upstream.work, "HEAD", previous=later).sha == later  # the same
+    amended = _amend(upstream, "later, amended")
+    with pytest.raises(GitHistoryRewrittenError) as caught:
+        local_revision(upstream.work, "HEAD", previous=later)
+    assert later[:12] in str(caught.value) and amended[:12] in str(caught.value)
+    assert caught.value.reason == "GitHistoryRewritten"
+    assert local_revision(upstream.work, base).sha == base  # no previous: not checked
+
+
+def test_reconcile_of_a_checkout_refuses_an_amended_applied_commit(
+    upstream: Upstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    applied = upstream.commit(WORKSPACE, "applied")
+    state = tmp_path / "state.json"
+    recorded = WorkspaceStatus(
+        last_applied_revision=applied,
+        last_attempted_revision=applied,
+        last_applied_ref="branch:main",
+    )
+    state.write_text(json.dumps(recorded.dump()))
+    assert main(["reconcile", str(upstream.work), "--state", str(state)]) == 0  # up to date
+    capsys.readouterr()
+    amended = _amend(upstream, "applied, amended")
+
+    assert main(["reconcile", str(upstream.work), "--state", str(state)]) == 1
+
+    err = capsys.readouterr().err
+    assert "GitHistoryRewritten" in err or "history was rewritten" in err
+    assert amended[:12] in err
+    assert json.loads(state.read_text())["lastAppliedRevision"] == applied  # nothing recorded
 
 
 def test_local_revision_outside_a_repository_is_source_error(tmp_path: Path) -> None:

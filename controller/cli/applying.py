@@ -26,7 +26,7 @@ from controller.runners.base import Runner
 from controller.runners.local import LocalRunner
 from controller.secrets import AgeKeys
 from controller.settings import Settings, load_settings
-from controller.source import GitRef, Revision, fetch, local_revision
+from controller.source import GitRef, Revision, fetch, local_ref, local_revision
 from controller.status import record
 
 
@@ -89,9 +89,13 @@ def _git_ref(text: str) -> GitRef:
 def _revision(
     args: argparse.Namespace, settings: Settings, state: WorkspaceStatus
 ) -> tuple[Revision, str | None]:
-    """The revision to apply and its ref label (None for a local checkout, not fetched)."""
+    """The revision to apply and its ref label; a local checkout's ref is what ``--ref``
+    names there (HEAD's branch by default), so rewritten history is refused as for a URL."""
     if Path(args.source).is_dir():
-        return local_revision(Path(args.source), args.ref or "HEAD", args.subpath), None
+        checkout, rev = Path(args.source), args.ref or "HEAD"
+        ref = local_ref(checkout, rev)
+        previous = previous_revision(state, ref)
+        return local_revision(checkout, rev, args.subpath, previous=previous), ref_label(ref)
     ref = _git_ref(args.ref or "main")
     revision = fetch(
         args.source,

@@ -16,7 +16,7 @@ last resolution, so an unmoved ref costs one ``ls-remote``), ``fetching`` (:func
 from controller.source.classify import redact
 from controller.source.fetching import fetch
 from controller.source.model import GitAuth, GitRef, RefKind
-from controller.source.revision import Revision, local_revision
+from controller.source.revision import Revision, local_ref, local_revision
 from controller.source.tree import GitTree
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "RefKind",
     "Revision",
     "fetch",
+    "local_ref",
     "local_revision",
     "redact",
 ]

@@ -24,7 +24,14 @@ from controller.source import checked, gitcmd
 from controller.source.cache import cache_repo, locked
 from controller.source.model import GitAuth, GitRef, RefKind
 from controller.source.remote import Remote
-from controller.source.revision import Revision, normalise_subpath, read_revision, resolve
+from controller.source.revision import (
+    Revision,
+    has_commit,
+    is_ancestor,
+    normalise_subpath,
+    read_revision,
+    resolve,
+)
 
 __all__ = ["fetch"]
 
@@ -74,10 +81,10 @@ def _fetch_locked(
         if known is not None:
             return known
     if ref.kind is RefKind.COMMIT:
-        if not _has_commit(git_dir, sha):
+        if not has_commit(git_dir, sha):
             _fetch_commit(remote, git_dir, sha)
     else:
-        if not _has_commit(git_dir, sha):
+        if not has_commit(git_dir, sha):
             remote.git(
                 git_dir,
                 [
@@ -90,14 +97,14 @@ def _fetch_locked(
                     f"+{ref.remote_name}:{ref.remote_name}",
                 ],
             )
-            if not _has_commit(git_dir, sha):
+            if not has_commit(git_dir, sha):
                 # The ref moved again between ls-remote and fetch: take what was fetched.
                 sha = resolve(git_dir, f"{ref.remote_name}^{{commit}}") or sha
         if resolve(git_dir, f"{ref.remote_name}^{{commit}}") != sha:
             # The commit is here (fetched for another ref, or left over from before a
             # force-push) but our ref is not on it: point the ref at it, keeping it from gc.
             gitcmd.git(["update-ref", ref.remote_name, sha], git_dir=git_dir)
-    if previous and previous != sha and not _is_ancestor(git_dir, previous, sha):
+    if previous and previous != sha and not is_ancestor(git_dir, previous, sha):
         raise GitHistoryRewrittenError(
             f"{ref} of {remote.display} now points at {sha[:12]}, which does not descend "
             f"from the last applied commit {previous[:12]}: the history was rewritten "
@@ -139,25 +146,9 @@ def _fetch_commit(remote: Remote, git_dir: Path, sha: str) -> None:
     except SourceError:
         # Servers that refuse unadvertised object ids: take every branch and tag instead.
         remote.git(git_dir, [*base, "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"])
-    if not _has_commit(git_dir, sha):
+    if not has_commit(git_dir, sha):
         raise GitRefNotFoundError(
             f"commit {sha[:12]} not found in {remote.display}; check spec.source.ref.commit "
             "(was it pushed? was the branch holding it force-pushed?)"
         )
     gitcmd.git(["update-ref", keep, sha], git_dir=git_dir)
-
-
-def _has_commit(git_dir: Path, sha: str) -> bool:
-    """Whether the cache holds commit ``sha`` (a local lookup, no network)."""
-    return gitcmd.run(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir).returncode == 0
-
-
-def _is_ancestor(git_dir: Path, old: str, new: str) -> bool:
-    """Whether ``old`` is an ancestor of ``new``; an ``old`` the cache lacks is not (the full
-    history of ``new`` has been fetched, so any ancestor of it is present)."""
-    if not _has_commit(git_dir, old):
-        return False
-    proc = gitcmd.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir)
-    if proc.returncode not in (0, 1):
-        raise SourceError(f"cannot compare {old[:12]} with {new[:12]}: {gitcmd.stderr(proc)}")
-    return proc.returncode == 0

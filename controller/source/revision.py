@@ -10,11 +10,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from controller.errors import GitRefNotFoundError, SourceError
+from controller.errors import GitHistoryRewrittenError, GitRefNotFoundError, SourceError
 from controller.source import gitcmd
+from controller.source.model import GitRef
 from controller.source.tree import GitTree
 
-__all__ = ["Revision", "local_revision", "normalise_subpath", "read_revision", "resolve"]
+__all__ = [
+    "Revision",
+    "has_commit",
+    "is_ancestor",
+    "local_ref",
+    "local_revision",
+    "normalise_subpath",
+    "read_revision",
+    "resolve",
+]
 
 
 @dataclass(frozen=True)
@@ -29,27 +39,83 @@ class Revision:
     tree: GitTree
 
 
-def local_revision(repo_dir: Path, rev: str, subpath: str = "") -> Revision:
-    """Resolve ``rev`` (any rev-parse expression: ``HEAD~1``, a short SHA, a branch) in a local
-    Git repository, for the CLI's ``plan``/``reconcile`` on a checkout without any fetch.
-
-    Raises :class:`GitRefNotFoundError` when ``rev`` does not name a commit and
-    :class:`SourceError` when ``repo_dir`` is not a Git repository.
-    """
+def _git_dir(repo_dir: Path) -> Path:
+    """The Git directory of the checkout ``repo_dir``."""
     if not repo_dir.is_dir():
         raise SourceError(f"{repo_dir} is not a directory; pass a Git checkout")
     proc = gitcmd.run(["rev-parse", "--absolute-git-dir"], cwd=repo_dir)
     if proc.returncode != 0:
         # Git's own words matter here (e.g. "dubious ownership" and the safe.directory fix).
         raise SourceError(f"{repo_dir} is not a Git repository: {gitcmd.stderr(proc)}")
-    git_dir = Path(proc.stdout.decode().strip())
+    return Path(proc.stdout.decode().strip())
+
+
+def local_ref(repo_dir: Path, rev: str) -> GitRef:
+    """What ``rev`` names in the checkout, as a URL source's ref: ``HEAD`` on ``main`` and
+    ``main`` are ``branch 'main'``, a tag is a tag, and any other expression (a SHA,
+    ``HEAD~1``, a detached ``HEAD``) is the commit it resolves to. The last applied commit
+    must be an ancestor of the next one only while this ref stays the same."""
+    git_dir = _git_dir(repo_dir)
+    name = ""
+    if not rev.startswith("-"):  # never an option (rev-parse prints --end-of-options here)
+        proc = gitcmd.run(["rev-parse", "--symbolic-full-name", rev], git_dir=git_dir)
+        name = proc.stdout.decode().strip() if proc.returncode == 0 else ""
+    if name.startswith("refs/heads/"):
+        return GitRef.branch(name.removeprefix("refs/heads/"))
+    if name.startswith("refs/tags/"):
+        return GitRef.tag(name.removeprefix("refs/tags/"))
+    return GitRef.commit(_resolve_commit(git_dir, rev, repo_dir))
+
+
+def local_revision(
+    repo_dir: Path, rev: str, subpath: str = "", *, previous: str | None = None
+) -> Revision:
+    """Resolve ``rev`` (any rev-parse expression: ``HEAD~1``, a short SHA, a branch) in a local
+    Git repository, for the CLI's ``plan``/``reconcile`` on a checkout without any fetch.
+
+    ``previous`` is the commit last applied for this ref (see :func:`local_ref`): as for a
+    fetched source, a commit that does not descend from it (an amended or rebased commit) is
+    refused with :class:`GitHistoryRewrittenError`.
+
+    Raises :class:`GitRefNotFoundError` when ``rev`` does not name a commit and
+    :class:`SourceError` when ``repo_dir`` is not a Git repository.
+    """
+    git_dir = _git_dir(repo_dir)
+    sha = _resolve_commit(git_dir, rev, repo_dir)
+    if previous and previous != sha and not is_ancestor(git_dir, previous, sha):
+        raise GitHistoryRewrittenError(
+            f"{rev!r} in {repo_dir} is now {sha[:12]}, which does not descend from the last "
+            f"applied commit {previous[:12]}: the history was rewritten (an amended or "
+            "rebased commit?). Restore it, or apply the new commit on purpose: pass it as "
+            "--ref <sha> (a pinned commit), then go back to the branch"
+        )
+    return read_revision(git_dir, sha, subpath, where=str(repo_dir))
+
+
+def _resolve_commit(git_dir: Path, rev: str, repo_dir: Path) -> str:
     sha = resolve(git_dir, f"{rev}^{{commit}}")
     if sha is None:
         raise GitRefNotFoundError(
             f"{rev!r} does not name a commit in {repo_dir}; "
             "use a branch, tag, SHA or expression such as HEAD~1 (see `git log`)"
         )
-    return read_revision(git_dir, sha, subpath, where=str(repo_dir))
+    return sha
+
+
+def has_commit(git_dir: Path, sha: str) -> bool:
+    """Whether ``git_dir`` holds commit ``sha`` (a local lookup, no network)."""
+    return gitcmd.run(["cat-file", "-e", f"{sha}^{{commit}}"], git_dir=git_dir).returncode == 0
+
+
+def is_ancestor(git_dir: Path, old: str, new: str) -> bool:
+    """Whether ``old`` is an ancestor of ``new``; an ``old`` the repository lacks is not (the
+    full history of ``new`` is present, so any ancestor of it is)."""
+    if not has_commit(git_dir, old):
+        return False
+    proc = gitcmd.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir)
+    if proc.returncode not in (0, 1):
+        raise SourceError(f"cannot compare {old[:12]} with {new[:12]}: {gitcmd.stderr(proc)}")
+    return proc.returncode == 0
 
 
 def resolve(git_dir: Path, rev: str) -> str | None:
