@@ -24,6 +24,7 @@ from controller.errors import BlockMismatchError, DigestMismatchError, UnsafeArc
 from controller.refs import BlockRef
 from controller.registry import format as fmt
 from controller.registry import pull_block, push_block
+from controller.registry.archive import extract_layer
 from controller.registry.checksum import polycrate_md5
 from tests.support.actions import EXAMPLES, SEED_NAME
 from tests.support.gitrepo import GitRepo
@@ -266,6 +267,31 @@ def test_diff_ids_that_do_not_match_the_layers_are_a_digest_mismatch(
     client.put_manifest(ref.registry, ref.repository, ref.tag, body, fmt.DOCKER_MANIFEST)
     with pytest.raises(DigestMismatchError, match=r"rootfs\.diff_ids"):
         pull_block(ref, tmp_path / "ws", client=client)
+
+
+def test_layers_of_older_polycrate_releases_with_go_file_mode_bits_unpack(tmp_path: Path) -> None:
+    """Before Mode().Perm(), layerFromDir wrote int64(info.Mode()): a directory's mode carries
+    Go's ModeDir bit (1 << 31), which archive/tar can only encode in GNU base-256."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, mode, data in (
+            (".", (1 << 31) | 0o755, None),
+            ("hooks", (1 << 31) | 0o755, None),
+            ("hooks/run.sh", 0o755, b"#!/bin/sh\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    extract_layer(io.BytesIO(buffer.getvalue()), dest, gzipped=False, limit=1 << 20)
+    assert (dest / "hooks").is_dir()
+    assert (dest / "hooks" / "run.sh").stat().st_mode & 0o777 == 0o755
 
 
 # --- the checksum itself -------------------------------------------------------------------

@@ -9,7 +9,8 @@ The artifact format (Polycrate's) is described in docs/block-artifacts.md. Typic
 
 from controller.registry.auth import Credentials, DockerConfig
 from controller.registry.cache import cache_size
-from controller.registry.client import RegistryClient, RegistryOptions
+from controller.registry.client import RegistryClient
+from controller.registry.options import RegistryOptions
 from controller.registry.pull import PulledBlock, pull_block
 from controller.registry.push import push_block
 

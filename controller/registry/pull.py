@@ -23,8 +23,9 @@ from controller.registry.archive import Flattener
 from controller.registry.block_file import check_matches, load_block
 from controller.registry.cache import BlobCache
 from controller.registry.checksum import ALGORITHM, polycrate_md5
-from controller.registry.client import Manifest, RegistryClient, RegistryOptions
+from controller.registry.client import Manifest, RegistryClient
 from controller.registry.image import Descriptor, ImageConfig, block_descriptors, read_config
+from controller.registry.options import RegistryOptions
 from controller.workspace import BlockFile, block_dir
 
 
