@@ -1,13 +1,27 @@
-"""The README's first command: the demo tells the whole story and cleans up after itself."""
+"""The README's first command: the demo tells the whole story and cleans up after itself,
+also when Ctrl-C or SIGTERM stops it (a real process, real signals)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import IO
 
 import pytest
+import yaml
 
 from controller.sandbox.demo import run_demo
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(
     shutil.which("docker-registry") is None and not Path("/usr/bin/docker-registry").exists(),
@@ -31,3 +45,102 @@ def test_the_demo_promotes_and_rolls_back_production() -> None:
     header = first.splitlines()[1].split()
     assert header == ["NAME", "READY", "REVISION", "BLOCKS", "STATUS", "AGE"]
     assert lines[-1].startswith("Done in")
+
+
+def _lines(stream: IO[str], into: queue.Queue[str | None]) -> None:
+    for line in stream:
+        into.put(line.rstrip("\n"))
+    into.put(None)
+
+
+class DemoProcess:
+    """``cratekeeper demo`` as a real process whose temporary files land under ``tmp``."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.tmp = tmp
+        env = {**os.environ, "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "demo", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None and self.process.stderr is not None
+        self.stdout: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(
+            target=_lines, args=(self.process.stdout, self._queue), daemon=True
+        ).start()
+
+    def wait_for(self, text: str, timeout: float = 240.0) -> str:
+        """The first line (from now on) that contains ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.stdout.append(line)
+            if text in line:
+                return line
+        self.process.kill()
+        raise AssertionError(f"no line with {text!r}; output so far:\n" + "\n".join(self.stdout))
+
+    def finish(self, timeout: float = 120.0) -> tuple[int, str, str]:
+        """Exit code, all stdout and all stderr."""
+        assert self.process.stderr is not None
+        code = self.process.wait(timeout=timeout)
+        while (line := self._queue.get(timeout=10)) is not None:
+            self.stdout.append(line)
+        return code, "\n".join(self.stdout), self.process.stderr.read()
+
+    def leftovers(self) -> list[str]:
+        """Files and processes of the demo's that still exist."""
+        found = [str(p) for p in self.tmp.glob("cratekeeper-*")]
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                if str(self.tmp) in cmdline.read_bytes().decode(errors="replace"):
+                    found.append(f"process {cmdline.parent.name}")
+        return found
+
+
+def _refuses(host_port: str) -> bool:
+    host, port = host_port.rsplit(":", 1)
+    with socket.socket() as sock:
+        return sock.connect_ex((host, int(port))) != 0
+
+
+def test_demo_keep_stops_on_ctrl_c_cleans_up_and_a_second_ctrl_c_is_harmless(
+    tmp_path: Path,
+) -> None:
+    demo = DemoProcess(tmp_path, "--keep")
+    registry = demo.wait_for("Starting: OCI registry at").split(" at ")[1].split()[0]
+    kubeconfig = demo.wait_for("kubectl --kubeconfig").split("--kubeconfig ")[1].split()[0]
+    management = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
+    demo.wait_for("Press Ctrl-C to stop and clean up.")
+    demo.process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    demo.process.send_signal(signal.SIGINT)  # impatient: a second Ctrl-C
+    code, stdout, stderr = demo.finish()
+    assert code == 0, stderr
+    assert "Traceback" not in stdout + stderr
+    assert "SIGINT: stopping and cleaning up." in stderr
+    assert stdout.splitlines()[-1].startswith("Stopped in")
+    assert demo.leftovers() == []
+    assert _refuses(registry) and _refuses(management.removeprefix("http://"))
+
+
+def test_demo_stops_on_sigterm_mid_story_and_cleans_up(tmp_path: Path) -> None:
+    demo = DemoProcess(tmp_path)
+    demo.wait_for("1. Two workspaces")
+    demo.process.send_signal(signal.SIGTERM)
+    code, stdout, stderr = demo.finish()
+    assert code == 130, stderr  # the story was not told to its end
+    assert "Traceback" not in stdout + stderr
+    assert "SIGTERM: stopping and cleaning up." in stderr
+    assert stdout.splitlines()[-1].startswith("Stopped in")
+    assert demo.leftovers() == []

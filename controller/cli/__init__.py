@@ -33,4 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CratekeeperError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: the command's own cleanup has run; no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
     return code

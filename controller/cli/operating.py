@@ -44,8 +44,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"the demo needs the 'demo' extra ({exc.name} is missing): "
             "pip install 'cratekeeper[demo]', or run scripts/demo"
         ) from None
-    run_demo(keep=args.keep)
-    return 0
+    told = run_demo(keep=args.keep)
+    return 0 if told else 130  # stopped by Ctrl-C or SIGTERM before the story's end
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

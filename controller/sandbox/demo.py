@@ -34,6 +34,7 @@ from controller.registry import RegistryClient, RegistryOptions, push_block
 from controller.sandbox.errors import SandboxUnavailable
 from controller.sandbox.kube import WORKSPACES, KubeEmulator
 from controller.sandbox.registry import Registry, running_registry
+from controller.sandbox.stopping import Stopped, Stopper
 from controller.settings import Settings
 
 SEED_REGISTRY = "registry.acme-corp.com"
@@ -109,7 +110,7 @@ class Demo:
         self.work = work
         self.say = say
         self.examples = find_examples()
-        self.management = KubeEmulator(crds=[render()])
+        self.management = KubeEmulator(crds=[render()], request_log=0)  # nothing reads it
         self.identity = pyrage.x25519.Identity.generate()
         self.clusters: dict[str, Cluster] = {}
 
@@ -269,12 +270,20 @@ def workspaces_table(api: KubeEmulator) -> str:
 
 @contextlib.contextmanager
 def _emulators(demo: Demo) -> Iterator[tuple[KubeEmulator, KubeEmulator]]:
-    with demo.management, KubeEmulator() as staging, KubeEmulator() as production:
+    with (
+        demo.management,
+        KubeEmulator(request_log=0) as staging,
+        KubeEmulator(request_log=0) as production,
+    ):
         demo.management.create("v1/namespaces", {"metadata": {"name": NAMESPACE}})
         yield staging, production
 
 
-async def _run(demo: Demo, registry: Registry, keep: bool) -> None:
+async def _run(demo: Demo, registry: Registry, keep: bool, stopper: Stopper) -> bool:
+    """Run the operator and the story until the story ends (with ``keep``: until a signal).
+    Whether the story was told to its end."""
+    loop = asyncio.get_running_loop()
+    stopping = stopper.attach(loop)
     settings = Settings(
         cache_dir=demo.work / "cache",
         insecure_registries=[registry.host],
@@ -290,10 +299,14 @@ async def _run(demo: Demo, registry: Registry, keep: bool) -> None:
     )
     operator = Operator(settings, namespaces=[NAMESPACE], config=config, host="127.0.0.1")
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(operator.run(stop_flag=stop, ready_flag=ready))
-    try:
+    told = False
+
+    async def story() -> None:
+        nonlocal told
         await asyncio.wait_for(ready.wait(), timeout=30)
+        stopper.attach(loop)  # Kopf took SIGINT/SIGTERM for itself when it started
         await demo.play()
+        told = True
         if keep:
             kubeconfig = demo.work / "management.kubeconfig"
             demo.say("Still running (--keep). In another terminal:")
@@ -301,15 +314,52 @@ async def _run(demo: Demo, registry: Registry, keep: bool) -> None:
             demo.say(f"  Git repositories: {demo.work / 'git'}   (commit there, then wait 30s)")
             demo.say("Press Ctrl-C to stop and clean up.")
             await asyncio.Event().wait()
+
+    tasks = {
+        "operator": asyncio.create_task(operator.run(stop_flag=stop, ready_flag=ready)),
+        "story": asyncio.create_task(story()),
+        "signal": asyncio.create_task(stopping.wait()),
+    }
+    try:
+        await asyncio.wait(tasks.values(), return_when=asyncio.FIRST_COMPLETED)
+        if tasks["story"].done():
+            tasks["story"].result()  # a DemoError says which step did not get there
+        elif tasks["operator"].done() and not stopper.requested:
+            tasks["operator"].result()
+            raise DemoError("the operator stopped before the story ended")
     finally:
-        stop.set()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=60)
+        for name in ("story", "signal"):
+            tasks[name].cancel()
+        stop.set()  # the operator finishes what it is doing and stops
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(tasks["operator"], timeout=60)
+        await asyncio.gather(tasks["story"], tasks["signal"], return_exceptions=True)
+    return told
 
 
-def run_demo(*, keep: bool = False, say: Callable[[str], None] = print) -> None:
-    """Play the whole story; everything it starts is stopped and removed at the end."""
+def run_demo(*, keep: bool = False, say: Callable[[str], None] = print) -> bool:
+    """Play the whole story; everything it starts is stopped and removed at the end.
+
+    Ctrl-C or SIGTERM stops it at any step (with ``keep``, that is how it ends) and cleans up
+    the same way; a second signal changes nothing. Whether the story was told to its end.
+    """
     started = time.monotonic()
+    stopper = Stopper()
+    stopper.install()
+    told = False
+    try:
+        told = _play(stopper, keep, say)
+    except Stopped:
+        pass
+    finally:
+        stopper.restore()
+    ended = "Stopped" if stopper.requested else "Done"
+    took = time.monotonic() - started
+    say(f"{ended} in {took:.0f}s; everything it started is stopped and removed.")
+    return told
+
+
+def _play(stopper: Stopper, keep: bool, say: Callable[[str], None]) -> bool:
     say("cratekeeper demo: promotion and rollback across two clusters")
     say("  The Kubernetes API servers here are EMULATED (kmock's KubernetesEmulator, completed):")
     say("  one management cluster holding the Workspaces, and two target clusters. Git, the OCI")
@@ -318,13 +368,17 @@ def run_demo(*, keep: bool = False, say: Callable[[str], None] = print) -> None:
     with tempfile.TemporaryDirectory(prefix="cratekeeper-demo-") as tmp:
         demo = Demo(Path(tmp), say)
         with running_registry(demo.work / "registry") as registry, _emulators(demo) as targets:
+            stopper.check()
             say(f"Starting: OCI registry at {registry.host} (mirror of {SEED_REGISTRY})")
             demo.push_blocks(registry)
+            stopper.check()
             staging = demo.make_workspace("acme-staging-1", targets[0], encrypt=False)
             production = demo.make_workspace("acme-production-1", targets[1], encrypt=True)
             for cluster in (staging, production):
                 say(f"  git repository {cluster.name}: {cluster.repo}")
             say("")
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(_run(demo, registry, keep))
-    say(f"Done in {time.monotonic() - started:.0f}s; everything it started is stopped and removed.")
+            stopper.check()
+            try:
+                return asyncio.run(_run(demo, registry, keep, stopper))
+            finally:
+                stopper.install()  # closing the loop reset the signals to their defaults
