@@ -47,10 +47,12 @@ from controller.status import ReconcileOutcome, RunOutcome, applied_blocks, is_a
 from controller.tree import Tree
 from controller.workspace import (
     SecretsFile,
+    Workspace,
     WorkspaceFile,
     block_dir,
     load_workspace,
     parse_secrets,
+    read_workspace,
 )
 
 log = logging.getLogger(__name__)
@@ -99,14 +101,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _resolve_digests(ws: WorkspaceFile, client: RegistryClient) -> dict[str, str]:
-    """Tag → manifest digest of every pinned block (one HEAD request each)."""
+def _resolve_digests(ws: Workspace, client: RegistryClient) -> dict[str, str]:
+    """Tag → manifest digest of every registry block (one HEAD request each)."""
     digests = {}
-    for instance in ws.blocks:
-        ref = instance.from_
+    for block in ws.blocks:
+        ref = block.ref
+        if ref is None:
+            continue
         digest = ref.digest or client.head_manifest(ref.registry, ref.repository, ref.tag)
         if digest:
-            digests[instance.name] = digest
+            digests[block.name] = digest
     return digests
 
 
@@ -165,9 +169,9 @@ async def _reconcile(
     outcome: Callable[..., ReconcileOutcome],
 ) -> ReconcileOutcome:
     try:
-        ws = await asyncio.to_thread(load_workspace, revision.tree)
+        ws = await asyncio.to_thread(read_workspace, revision.tree)
         kubeconfig = await asyncio.to_thread(read_kubeconfig, revision.tree, ctx.keys)
-        found = await asyncio.to_thread(load_secrets, revision.tree, ws, ctx.keys)
+        found = await asyncio.to_thread(load_secrets, revision.tree, ws.file, ctx.keys)
         digests = await asyncio.to_thread(_resolve_digests, ws, ctx.registry)
     except CratekeeperError as exc:
         progress(f"revision {revision.sha[:12]}: {exc.reason}: {exc}")
@@ -193,7 +197,7 @@ async def _reconcile(
 class _Here:
     """What every run of one reconcile shares."""
 
-    ws: WorkspaceFile
+    ws: Workspace
     root: Path
     kubeconfig: bytes = field(repr=False)
     secrets: SecretConfigs = field(repr=False)
@@ -260,12 +264,17 @@ def _instance_config(ws: WorkspaceFile | None, name: str) -> dict[str, Any]:
 
 async def _run_one(run: Run, here: _Here) -> RunOutcome:
     label = f"{run.block} ({run.from_ or 'new'} -> {run.to}, {run.reason})"
-    here.progress(f"pulling {run.ref}")
     secret = here.secrets.of(run.block)
     hide = secret_values(secret)
     try:
+        if run.ref is None:
+            raise RunError(
+                f"block {run.block!r} is a {run.resolved.source} block; this version of "
+                "cratekeeper runs registry blocks only"
+            )
+        here.progress(f"pulling {run.ref}")
         pulled = await asyncio.to_thread(pull_block, run.ref, here.root, client=here.ctx.registry)
-        request = _request(pulled, run.block, run.action, run.instance.config, secret, here)
+        request = _request(pulled, run.block, run.action, run.resolved.config, secret, here)
     except CratekeeperError as exc:
         here.progress(f"{label}: {exc.reason}: {redact(str(exc), hide)}")
         message = redact(f"{run.block}: {exc}", hide)
@@ -314,6 +323,11 @@ def _request(
         raise RunError(
             f"block {pulled.ref.name}:{pulled.ref.tag} has no action {action!r} "
             f"(its actions: {known}); set spec.action or add it to block.poly"
+        )
+    if spec.playbook is None:
+        raise RunError(
+            f"block {pulled.ref.name}:{pulled.ref.tag} action {action!r} is a script action; "
+            "this version of cratekeeper runs playbook actions only"
         )
     merged = deep_merge(pulled.block.config, deep_merge(config, secret))
     # Until the model builds Polycrate's snapshot (a RunContract), the extra-vars keep their

@@ -1,15 +1,18 @@
-"""Desired pins and configs versus what was last applied → the runs needed (pure).
+"""Desired blocks and configs versus what was last applied → the runs needed (pure).
 
-``plan`` takes values and returns values: same inputs, same plan. A block instance runs when it
-is new, its pinned version (the ``from:`` tag or path) changed, its digest changed (the tag was
-re-pushed, or the ``@sha256:`` pin moved), or its config changed. Runs keep workspace order.
+``plan`` takes values and returns values: same inputs, same plan. A block instance runs when
+it is new, its pin changed (the ``from:`` tag, or the chain a local block resolves to), its
+content changed (a registry block's manifest digest; a local or inline block's code: the
+content of every local folder in its ``from:`` chain and its workspace.poly definition), or
+its config changed. Runs keep workspace order, or the order and actions of the selected
+workflow (then blocks that no step names do not run).
 
-The config hash covers the instance's own config (what the workspace controls) and its secret
-config from ``secrets.poly``. The block's defaults need no hash: they are fixed by the block's
-version and digest, already compared. Without secrets the hash is ``sha256:`` of the config's
-canonical JSON; with secrets it is ``hmac-sha256:``, keyed by a key derived from the decrypted
-kubeconfig (:func:`controller.secrets.config_hash_key` says why), so the status never holds a
-plain hash that a guessed secret could be checked against.
+The config hash covers the instance's resolved config without registry defaults (those are
+fixed by the registry block's version and digest, already compared; a local block's defaults
+are in its folder) and its secret config from ``secrets.poly``. Without secrets the hash is
+``sha256:`` of the config's canonical JSON; with secrets it is ``hmac-sha256:``, keyed by a
+key derived from the decrypted kubeconfig (:func:`controller.secrets.config_hash_key` says
+why), so the status never holds a plain hash that a guessed secret could be checked against.
 """
 
 from __future__ import annotations
@@ -22,9 +25,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from controller.refs import BlockRef, is_downgrade
-from controller.workspace import BlockInstance, WorkspaceFile
+from controller.workspace import ResolvedBlock, Workspace, WorkspaceFile, deep_merge, resolve_file
 
-Reason = Literal["new", "version", "digest", "config"]
+__all__ = [
+    "AppliedBlock",
+    "Plan",
+    "Run",
+    "SecretConfigs",
+    "applied_from",
+    "canonical_json",
+    "config_hash",
+    "content_digest",
+    "deep_merge",
+    "plan",
+]
+
+Reason = Literal["new", "version", "digest", "content", "config"]
 
 
 @dataclass(frozen=True)
@@ -59,21 +75,29 @@ class Run:
     to: str
     reason: Reason
     rollback: bool
-    instance: BlockInstance
+    resolved: ResolvedBlock
     config_hash: str
     digest: str | None = None
 
     @property
-    def ref(self) -> BlockRef:
-        return self.instance.from_
+    def ref(self) -> BlockRef | None:
+        """The registry pin, or ``None`` for a local or inline block."""
+        return self.resolved.ref
+
+    @property
+    def version(self) -> str:
+        """The block version the status records (``local`` when a local block has none)."""
+        return self.resolved.version or self.resolved.source
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The ordered runs and the instances that left the workspace (with their last pins)."""
+    """The ordered runs, the instances that left the workspace (with their last pins), and
+    the changed instances the selected workflow does not run."""
 
     runs: tuple[Run, ...]
     removed: tuple[AppliedBlock, ...]
+    unscheduled: tuple[str, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -98,28 +122,31 @@ def config_hash(
     return "hmac-sha256:" + hmac.new(key, both, hashlib.sha256).hexdigest()
 
 
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` over ``base``; nested mappings merge, everything else is replaced."""
-    merged = dict(base)
-    for key, value in override.items():
-        below = merged.get(key)
-        if isinstance(below, Mapping) and isinstance(value, Mapping):
-            merged[key] = deep_merge(below, value)
-        else:
-            merged[key] = value
-    return merged
+def content_digest(block: ResolvedBlock, folders: Mapping[str, str]) -> str:
+    """A local or inline block's content: its chain's folders and workspace.poly entries."""
+    doc = {
+        "folders": {f: folders.get(f, "") for f in block.folders},
+        "definition": block.definition,
+    }
+    return "sha256:" + hashlib.sha256(canonical_json(doc).encode()).hexdigest()
 
 
 def _reason(
-    instance: BlockInstance, applied: AppliedBlock | None, digest: str | None, chash: str
+    block: ResolvedBlock, applied: AppliedBlock | None, digest: str | None, chash: str
 ) -> Reason | None:
     if applied is None:
         return "new"
+    if block.ref is None:
+        if applied.from_ != block.pin:
+            return "version"
+        if digest != applied.digest:
+            return "content"
+        return "config" if chash != applied.config_hash else None
     try:
         before = BlockRef.parse(applied.from_)
     except ValueError:
-        return "version"  # unreadable record: run again rather than guess
-    now = instance.from_
+        return "version"  # unreadable record, or it was a local block: run again
+    now = block.ref
     if (before.name, before.tag) != (now.name, now.tag):
         return "version"
     if before.digest != now.digest:
@@ -131,61 +158,96 @@ def _reason(
     return None
 
 
+def _rollback(block: ResolvedBlock, before: AppliedBlock | None, reason: Reason) -> bool:
+    if before is None or reason != "version" or block.ref is None:
+        return False
+    try:
+        old = BlockRef.parse(before.from_)
+    except ValueError:
+        return False
+    return old.name == block.ref.name and is_downgrade(old.tag, block.ref.tag)
+
+
+def _schedule(ws: Workspace, action: str, workflow: str | None) -> list[tuple[ResolvedBlock, str]]:
+    """(block, action) in run order: workspace order, or the workflow's steps."""
+    if workflow is None:
+        # A local or inline block without actions holds config for others: nothing to run.
+        return [(b, action) for b in ws.blocks if b.ref is not None or b.actions]
+    selected = ws.file.workflow(workflow)
+    if selected is None:
+        raise KeyError(workflow)
+    by_name = {b.name: b for b in ws.blocks}
+    return [(by_name[s.block], s.action) for s in selected.steps if s.block in by_name]
+
+
 def plan(
-    workspace: WorkspaceFile,
+    workspace: Workspace | WorkspaceFile,
     applied: Sequence[AppliedBlock],
     *,
     action: str = "deploy",
     digests: Mapping[str, str] | None = None,
     secrets: SecretConfigs | None = None,
+    workflow: str | None = None,
 ) -> Plan:
-    """The runs that bring the cluster from ``applied`` to ``workspace``, in workspace order.
+    """The runs that bring the cluster from ``applied`` to ``workspace``, in run order.
 
     ``digests`` maps instance names to resolved manifest digests when they are known (after
     resolving tags in the registry); without them, digest changes are detected only when the
-    ``from:`` pins a digest. ``secrets`` (from ``secrets.poly``) count as config.
+    ``from:`` pins a digest. ``secrets`` (from ``secrets.poly``) count as config. With
+    ``workflow`` (a workflow of the workspace: a ``KeyError`` otherwise), changed blocks run
+    in its steps' order with its steps' actions.
     """
+    ws = workspace if isinstance(workspace, Workspace) else resolve_file(workspace)
     by_name = {a.name: a for a in applied}
     digests = digests or {}
     secrets = secrets or SecretConfigs()
+    changed: dict[str, tuple[Reason, str, str | None]] = {}
+    for block in ws.blocks:
+        chash = config_hash(block.config, secrets.of(block.name), secrets.key)
+        if block.ref is None:
+            digest: str | None = content_digest(block, ws.digests)
+        else:
+            digest = digests.get(block.name) or block.ref.digest
+        reason = _reason(block, by_name.get(block.name), digest, chash)
+        if reason is not None:
+            changed[block.name] = (reason, chash, digest)
     runs = []
-    for instance in workspace.blocks:
-        before = by_name.get(instance.name)
-        chash = config_hash(instance.config, secrets.of(instance.name), secrets.key)
-        digest = digests.get(instance.name) or instance.from_.digest
-        reason = _reason(instance, before, digest, chash)
-        if reason is None:
+    scheduled: set[str] = set()
+    for block, step_action in _schedule(ws, action, workflow):
+        if block.name not in changed:
             continue
-        rollback = False
-        if before is not None and reason == "version":
-            try:
-                old = BlockRef.parse(before.from_)
-                rollback = old.name == instance.from_.name and is_downgrade(
-                    old.tag, instance.from_.tag
-                )
-            except ValueError:
-                rollback = False
+        scheduled.add(block.name)
+        reason, chash, digest = changed[block.name]
+        before = by_name.get(block.name)
         runs.append(
             Run(
-                block=instance.name,
-                action=action,
+                block=block.name,
+                action=step_action,
                 from_=before.from_ if before else None,
-                to=str(instance.from_),
+                to=block.pin,
                 reason=reason,
-                rollback=rollback,
-                instance=instance,
+                rollback=_rollback(block, before, reason),
+                resolved=block,
                 config_hash=chash,
                 digest=digest,
             )
         )
-    wanted = {b.name for b in workspace.blocks}
+    wanted = {b.name for b in ws.blocks}
     removed = tuple(a for a in applied if a.name not in wanted)
-    return Plan(tuple(runs), removed)
+    unscheduled = tuple(name for name in changed if name not in scheduled)
+    return Plan(tuple(runs), removed, unscheduled)
 
 
-def applied_from(workspace: WorkspaceFile) -> list[AppliedBlock]:
-    """The applied state a workspace would leave if all its blocks ran (no digests known)."""
+def applied_from(workspace: Workspace | WorkspaceFile) -> list[AppliedBlock]:
+    """The applied state a workspace would leave if all its blocks ran (no registry digests
+    known)."""
+    ws = workspace if isinstance(workspace, Workspace) else resolve_file(workspace)
     return [
-        AppliedBlock(b.name, str(b.from_), b.from_.digest, config_hash(b.config))
-        for b in workspace.blocks
+        AppliedBlock(
+            b.name,
+            b.pin,
+            b.ref.digest if b.ref else content_digest(b, ws.digests),
+            config_hash(b.config),
+        )
+        for b in ws.blocks
     ]

@@ -8,7 +8,7 @@ from typing import Any
 
 from controller.api.status import WorkspaceStatus
 from controller.plan import Plan
-from controller.workspace import WorkspaceFile
+from controller.workspace import Workspace
 
 
 def plan_document(name: str, base: str, head: str, result: Plan) -> dict[str, Any]:
@@ -64,15 +64,17 @@ def format_plan(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def promotion_matrix(workspaces: Sequence[WorkspaceFile]) -> dict[str, dict[str, str | None]]:
-    """For each block (by registry path), the pinned version in each workspace (None: absent)."""
+def promotion_matrix(workspaces: Sequence[Workspace]) -> dict[str, dict[str, str | None]]:
+    """For each registry block (by registry path), the pinned version in each workspace
+    (None: absent). Local and inline blocks are promoted with their Git commit, not a pin."""
     matrix: dict[str, dict[str, str | None]] = {}
     for ws in workspaces:
-        for instance in ws.blocks:
-            matrix.setdefault(instance.from_.name, {})
+        for block in ws.blocks:
+            if block.ref:
+                matrix.setdefault(block.ref.name, {})
     for name, row in matrix.items():
         for ws in workspaces:
-            pins = [b.from_.tag for b in ws.blocks if b.from_.name == name]
+            pins = [b.ref.tag for b in ws.blocks if b.ref and b.ref.name == name]
             row[ws.name] = ", ".join(pins) if pins else None
     return matrix
 

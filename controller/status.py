@@ -260,7 +260,7 @@ def _blocks(recorded: Sequence[BlockStatus], outcome: ReconcileOutcome) -> list[
             blocks[run.block] = BlockStatus(
                 name=run.block,
                 from_=run.to,
-                version=run.ref.version,
+                version=run.version,
                 digest=ran.digest,
                 config_hash=run.config_hash,
                 phase="Applied",

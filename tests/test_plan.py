@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.plan import AppliedBlock, config_hash, deep_merge, plan
-from controller.workspace import WorkspaceFile
+from controller.plan import AppliedBlock, applied_from, config_hash, deep_merge, plan
+from controller.workspace import Workspace, WorkspaceFile, read_workspace
+from tests.test_workspace import Files
 
 APP = "registry.acme-corp.com/acme/apps/app-deploy"
 DIGEST_A = "sha256:" + "a" * 64
@@ -131,3 +132,90 @@ def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
         "ports": [8080],
     }
     assert defaults["resources"] == {"cpu": "100m", "memory": "64Mi"}  # inputs untouched
+
+
+# --- local and inline blocks, workflows ----------------------------------------------------
+
+LOCAL_WS = """\
+name: ws
+blocks:
+  - name: app
+    config: {replicas: 1}
+  - name: hello
+    actions:
+      - {name: deploy, script: [echo hello]}
+workflows:
+  - name: release
+    steps:
+      - {name: greet, block: hello, action: deploy}
+      - {name: ship, block: app, action: install}
+"""
+APP_BLOCK = """\
+name: app
+actions:
+  - {name: deploy, script: [echo deploy]}
+  - {name: install, script: [echo install]}
+"""
+
+
+def local_workspace(text: str = LOCAL_WS, block: str = APP_BLOCK, extra: str = "") -> Workspace:
+    files = {
+        "workspace.poly": text,
+        "blocks/app/block.poly": block,
+        "blocks/app/tasks.sh": "echo tasks" + extra,
+    }
+    return read_workspace(Files(files))
+
+
+def test_local_and_inline_blocks_run_when_new_and_have_no_registry_pin() -> None:
+    runs = plan(local_workspace(), []).runs
+    assert [(r.block, r.to, r.reason, r.ref) for r in runs] == [
+        ("app", "app", "new", None),
+        ("hello", "hello", "new", None),
+    ]
+    assert all(r.digest and r.digest.startswith("sha256:") for r in runs)
+
+
+def test_a_local_block_runs_again_only_when_its_folder_or_config_changes() -> None:
+    before = applied_from(local_workspace())
+    assert plan(local_workspace(), before).empty
+    (run,) = plan(local_workspace(extra=" more"), before).runs
+    assert (run.block, run.reason) == ("app", "content")
+    (run,) = plan(local_workspace(LOCAL_WS.replace("replicas: 1", "replicas: 2")), before).runs
+    assert (run.block, run.reason) == ("app", "config")
+
+
+def test_an_inline_block_runs_again_when_its_definition_changes() -> None:
+    before = applied_from(local_workspace())
+    (run,) = plan(local_workspace(LOCAL_WS.replace("echo hello", "echo bye")), before).runs
+    assert (run.block, run.reason) == ("hello", "content")
+
+
+def test_a_workflow_runs_changed_blocks_in_its_order_and_actions() -> None:
+    runs = plan(local_workspace(), [], workflow="release").runs
+    assert [(r.block, r.action) for r in runs] == [("hello", "deploy"), ("app", "install")]
+    before = applied_from(local_workspace())
+    (run,) = plan(local_workspace(extra="!"), before, workflow="release").runs
+    assert (run.block, run.action) == ("app", "install")
+
+
+def test_changed_blocks_a_workflow_does_not_name_are_reported_not_run() -> None:
+    text = LOCAL_WS.replace("      - {name: greet, block: hello, action: deploy}\n", "")
+    result = plan(local_workspace(text), [], workflow="release")
+    assert [r.block for r in result.runs] == ["app"]
+    assert result.unscheduled == ("hello",)
+
+
+def test_a_block_that_moves_from_local_to_the_registry_runs_as_a_new_version() -> None:
+    before = applied_from(local_workspace())
+    registry = workspace(("app", f"{APP}:1.0.0", {"replicas": 1}))
+    (run,) = plan(registry, before).runs
+    assert (run.block, run.from_, run.to, run.reason) == ("app", "app", f"{APP}:1.0.0", "version")
+
+
+def test_a_local_block_without_actions_holds_config_and_never_runs() -> None:
+    block = "name: app\nconfig: {replicas: 1}\n"
+    no_workflow = LOCAL_WS.split("workflows:")[0]
+    result = plan(local_workspace(no_workflow, block=block), [])
+    assert [r.block for r in result.runs] == ["hello"]
+    assert result.unscheduled == ("app",)

@@ -20,7 +20,7 @@ from controller.report import (
 from controller.source import local_revision
 from controller.tree import DirectoryTree, read_text
 from controller.validate import validate_tree
-from controller.workspace import WORKSPACE_FILE, WorkspaceFile, load_workspace, parse_workspace
+from controller.workspace import WORKSPACE_FILE, Workspace, read_workspace
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -42,8 +42,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _load_at(
     repo: Path, rev: str, subpath: str, *, missing_ok: bool
-) -> tuple[str, WorkspaceFile | None]:
-    """The commit ``rev`` resolves to and its parsed workspace (``None`` if absent and allowed)."""
+) -> tuple[str, Workspace | None]:
+    """The commit ``rev`` resolves to and its resolved workspace (``None`` if absent and
+    allowed)."""
     revision = local_revision(repo, rev, subpath)
     text = read_text(revision.tree, WORKSPACE_FILE)
     if text is None:
@@ -53,7 +54,7 @@ def _load_at(
             [Problem(WORKSPACE_FILE, None, f"not found at {rev} ({revision.sha[:12]})")]
         )
     try:
-        return revision.sha, parse_workspace(text)
+        return revision.sha, read_workspace(revision.tree)
     except WorkspaceError as exc:
         raise WorkspaceError(
             [
@@ -68,7 +69,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     base_sha, base = _load_at(repo, args.base, args.subpath, missing_ok=True)
     head_sha, head = _load_at(repo, args.head, args.subpath, missing_ok=False)
     assert head is not None  # missing_ok=False raised otherwise
-    result = plan(head, applied_from(base) if base else [], action=args.action)
+    if args.workflow and head.file.workflow(args.workflow) is None:
+        known = ", ".join(w.name for w in head.file.workflows) or "none"
+        raise CratekeeperError(f"workspace.poly has no workflow {args.workflow!r} (its: {known})")
+    result = plan(
+        head, applied_from(base) if base else [], action=args.action, workflow=args.workflow
+    )
     doc = plan_document(head.name, base_sha, head_sha, result)
     if args.output == "json":
         print(json.dumps(doc, indent=2))
@@ -78,7 +84,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_promotions(args: argparse.Namespace) -> int:
-    workspaces = [load_workspace(DirectoryTree(Path(p))) for p in args.paths]
+    workspaces = [read_workspace(DirectoryTree(Path(p))) for p in args.paths]
     matrix = promotion_matrix(workspaces)
     names = [ws.name for ws in workspaces]
     if args.output == "json":
@@ -117,6 +123,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--head", default="HEAD", help="the revision to apply (default: HEAD)")
     p.add_argument("--path", dest="subpath", default="", help="workspace folder in the repo")
     p.add_argument("--action", default="deploy", help="the action each run performs")
+    p.add_argument(
+        "--workflow", default=None, help="run changed blocks in this workflow's order and actions"
+    )
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.set_defaults(func=_cmd_plan)
 

@@ -1,0 +1,2 @@
+import os
+print('Hello, '+os.getenv('BLOCK_CONFIG_GREETER')+'!')
