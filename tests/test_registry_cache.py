@@ -19,7 +19,13 @@ from controller.refs import BlockRef
 from controller.registry import cache_size, pull_block, push_block
 from controller.registry.cache import BlobCache
 from tests.support.oci_registry import Registry, RegistryProxy
-from tests.test_registry import assert_nothing_written, client_for, make_block, new_ref, tree
+from tests.support.registry_blocks import (
+    assert_nothing_written,
+    client_for,
+    make_block,
+    new_ref,
+    tree,
+)
 
 
 def _blob(data: bytes) -> tuple[str, Callable[[BinaryIO], None]]:

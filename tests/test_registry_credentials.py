@@ -17,7 +17,7 @@ from controller.errors import RegistryAuthError
 from controller.registry import DockerConfig, RegistryClient, RegistryOptions, pull_block
 from controller.registry.helpers import run_helper
 from tests.support.oci_registry import PASSWORD, USER, Registry
-from tests.test_registry import make_block, new_ref
+from tests.support.registry_blocks import make_block, new_ref
 
 
 def install_helper(bin_dir: Path, name: str, answers: dict[str, tuple[str, str]]) -> Path:

@@ -35,7 +35,13 @@ from tests.support.oci_registry import (
     polycrate_layer,
     push_polycrate_image,
 )
-from tests.test_registry import assert_nothing_written, client_for, make_block, new_ref, tree
+from tests.support.registry_blocks import (
+    assert_nothing_written,
+    client_for,
+    make_block,
+    new_ref,
+    tree,
+)
 
 
 def polycrate_block(root: Path, ref: BlockRef, *, name: str | None = None) -> Path:
