@@ -239,4 +239,17 @@ def test_e2e_builds_both_targets_and_installs_the_chart_with_them() -> None:
     script = "\n".join(s.get("run", "") for _, s in steps(doc))
     assert "--target controller" in script and "--target execution" in script
     assert "helm install" in script or "helm upgrade --install" in script
+    assert "--set runner=kubernetes" in script
     assert "CRATEKEEPER_E2E_REQUIRED" in str(doc)
+    assert "pytest -m e2e" in script and "tests/e2e" in script.split("pytest -m e2e", 1)[1]
+
+
+def test_e2e_gives_the_story_its_registry_image_and_plain_http_host() -> None:
+    """tests/e2e/test_story.py starts the registry; the workflow loads it and trusts it."""
+    story = pytest.importorskip("tests.e2e.test_story")
+    env = load(E2E)["env"]
+    assert env["REGISTRY_IMAGE"] == story.REGISTRY_IMAGE
+    assert env["E2E_REGISTRY"] == story.REGISTRY_HOST
+    script = "\n".join(s.get("run", "") for _, s in steps(load(E2E)))
+    assert '"$REGISTRY_IMAGE"' in script.split("kind load docker-image", 1)[1]
+    assert '--set "insecureRegistries={$E2E_REGISTRY}"' in script
