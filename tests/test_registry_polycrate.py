@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 import tarfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -31,6 +32,7 @@ from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.oci_registry import (
     Registry,
+    RegistryProxy,
     go_layer,
     polycrate_layer,
     push_polycrate_image,
@@ -321,21 +323,24 @@ def test_polycrate_checksum_covers_paths_contents_and_order_but_not_modes(tmp_pa
 # --- end to end: a Polycrate-pushed block deploys ------------------------------------------
 
 
-def test_reconcile_deploys_a_polycrate_pushed_block(
+def test_reconcile_deploys_a_polycrate_pushed_block_with_one_registry_head(
     oci_registry: Registry,
+    registry_proxy: Callable[..., RegistryProxy],
     kube_emulator: KubeEmulator,
     kubeconfig: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The example app block, named and pushed as `polycrate blocks push` does, applied by
-    `cratekeeper reconcile` with real Git, the real registry, real Ansible, emulated cluster."""
-    ref = BlockRef.parse(f"{oci_registry.host}/acme/apps/app-deploy-polycrate:1.2.0")
+    `cratekeeper reconcile` with real Git, the real registry, real Ansible, emulated cluster;
+    the registry sees one HEAD for the one block that runs (issue 11 point 1)."""
+    proxy = registry_proxy()
+    ref = BlockRef.parse(f"{proxy.host}/acme/apps/app-deploy-polycrate:1.2.0")
     block = tmp_path / "block"
     shutil.copytree(EXAMPLES / "blocks" / "app-deploy", block)
     poly = block / "block.poly"
     poly.write_text(poly.read_text().replace(SEED_NAME, ref.repository))  # no registry host
-    client = client_for(oci_registry.host, tmp_path)
+    client = client_for(proxy.host, tmp_path)
     digest = push_polycrate_image(
         client, ref, [BASE, polycrate_layer(block)], polycrate_labels(block, ref)
     )
@@ -347,6 +352,7 @@ def test_reconcile_deploys_a_polycrate_pushed_block(
     shutil.copy(kubeconfig, repo.path / "artifacts/secrets/kubeconfig.yml")
     repo.commit("acme-production-1 on a Polycrate-pushed app-deploy")
     state = tmp_path / "state.json"
+    proxy.requests.clear()
 
     code = main(
         ["reconcile", str(repo.path), "--state", str(state), "--insecure-registry", ref.registry]
@@ -360,3 +366,5 @@ def test_reconcile_deploys_a_polycrate_pushed_block(
     assert image == "ghcr.io/acme/myapp:1.2.0"
     (applied,) = json.loads(state.read_text())["blocks"]
     assert (applied["version"], applied["digest"], applied["phase"]) == ("1.2.0", digest, "Applied")
+    heads = [path for method, path in proxy.requests if method == "HEAD"]
+    assert heads == [f"/v2/{ref.repository}/manifests/{ref.tag}"]
