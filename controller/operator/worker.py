@@ -221,7 +221,7 @@ class WorkspaceWorker:
         salvaged = stored.read_status(raw)
         if not salvaged.readable:  # never start over from a partial read: stop, run nothing
             await self._unreadable(raw, salvaged, generation)
-            return None
+            return self._interval(body)  # look again: a person's repair wakes nothing
         status = salvaged.status
         try:
             spec = WorkspaceSpec.model_validate(body.get("spec") or {})
@@ -382,6 +382,15 @@ class WorkspaceWorker:
         # A retry that failed as the attempt before updates its history entry: no new event.
         await self._write(new, events if changed(base, new) else ())
         return delay
+
+    @staticmethod
+    def _interval(body: Mapping[str, Any]) -> float | None:
+        """``spec.source.interval`` in seconds; None when the spec does not say (or is bad)."""
+        try:
+            spec = WorkspaceSpec.model_validate(body.get("spec") or {})
+            return parse_duration(spec.source.interval)
+        except ValueError:  # pydantic's ValidationError included
+            return None
 
     async def _unreadable(
         self, raw: Mapping[str, Any], salvaged: Salvaged, generation: int | None

@@ -1,0 +1,236 @@
+"""What the operator's status says, end to end (Kopf on the emulated API, real Git, registry and
+Ansible): one history entry per (revision, result), blocks of the applied revision, the failed
+step's reason, and a stored status that does not validate stopping everything."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from controller.refs import BlockRef
+from controller.registry import RegistryClient, RegistryOptions, push_block
+from controller.settings import Settings
+from tests.support.gitrepo import GitRepo
+from tests.support.kube_emulator import WORKSPACES, KubeEmulator
+from tests.support.oci_registry import Registry
+from tests.test_operator import (
+    applied,
+    failed_with,
+    ready,
+    running,
+    status_of,
+    ticks,
+    until_status,
+    workspace,
+    workspace_poly,
+)
+
+# Appends to a marker file: fails at once when the marker's directory does not exist.
+PLAYBOOK = """
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - ansible.builtin.shell: echo "run {{ block.config.label }}" >> {{ block.config.marker }}
+"""
+
+
+@pytest.fixture(scope="module")
+def marker_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    name = f"{oci_registry.host}/acme/tests/status-marker"
+    block = tmp_path_factory.mktemp("status-marker")
+    (block / "block.poly").write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "version": "1.0.0",
+                "kind": "generic",
+                "config": {"marker": "", "label": ""},
+                "actions": [{"name": "deploy", "playbook": "deploy.yml"}],
+            }
+        )
+    )
+    (block / "deploy.yml").write_text(PLAYBOOK)
+    client = RegistryClient(RegistryOptions(insecure_registries=(oci_registry.host,)))
+    push_block(block, BlockRef.parse(f"{name}:1.0.0"), client=client)
+    return name
+
+
+@pytest.fixture
+def namespace(kube_emulator: KubeEmulator) -> str:
+    name = f"st-{uuid.uuid4().hex[:8]}"
+    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def settings(tmp_path: Path, oci_registry: Registry) -> Settings:
+    return Settings(
+        cache_dir=tmp_path / "cache",
+        insecure_registries=[oci_registry.host],
+        allow_local_sources=True,
+    )
+
+
+class Repo:
+    """A workspace of one marker block in Git; each commit sets the block's marker and label."""
+
+    def __init__(self, path: Path, block: str, kubeconfig: Path) -> None:
+        self.repo, self.block = GitRepo(path), block
+        self.repo.write("artifacts/secrets/kubeconfig.yml", kubeconfig.read_text())
+
+    def commit(self, marker: Path, label: str, version: str = "1.0.0") -> str:
+        config = {"marker": str(marker), "label": label}
+        blocks = [{"name": "app", "from": f"{self.block}:{version}", "config": config}]
+        self.repo.write("workspace.poly", workspace_poly(blocks))
+        return self.repo.commit(f"app: {label}")
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.repo.path}"
+
+
+def warnings(emulator: KubeEmulator, namespace: str, revision: str) -> list[dict[str, Any]]:
+    """The Warning events posted about ``revision``."""
+    return [
+        e
+        for e in emulator.list_objects("v1/events", namespace)
+        if e.get("type") == "Warning" and revision[:12] in str(e.get("message", ""))
+    ]
+
+
+def attempts(minimum: int) -> Any:
+    return lambda s: bool(s.get("history")) and s["history"][0].get("attempts", 1) >= minimum
+
+
+def test_a_failing_revision_retried_keeps_one_entry_and_a_revert_shows_every_block_applied(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    marker_block: str,
+    tmp_path: Path,
+) -> None:
+    repo = Repo(tmp_path / "ws", marker_block, kubeconfig)
+    marker = tmp_path / "marker.log"
+    good = repo.commit(marker, "good")
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace):
+            kube_emulator.create(WORKSPACES, workspace("ws", repo.url), namespace)
+            await until_status(kube_emulator, namespace, "ws", applied(good))
+            relabelled = repo.commit(marker, "relabelled")
+            before = await until_status(kube_emulator, namespace, "ws", applied(relabelled))
+
+            broken = repo.commit(tmp_path / "missing" / "marker.log", "broken")
+            status = await until_status(kube_emulator, namespace, "ws", attempts(4))
+            head, *rest = status["history"]
+            assert rest == before["history"]  # the earlier record survives the retry loop
+            assert (head["revision"], head["result"]) == (broken, "Failed")
+            assert head["lastAttempt"] >= head["started"]
+            assert ready(status)["reason"] == "RunFailed"
+            stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+            assert (stalled["status"], stalled["reason"]) == ("False", "ProgressingWithRetry")
+            (block,) = status["blocks"]
+            assert (block["phase"], status["blocksSummary"]) == ("Failed", "0/1")
+            # One event for the failure, not one per retry.
+            assert len(warnings(kube_emulator, namespace, broken)) == 1
+
+            reverted = repo.commit(marker, "relabelled")  # back to the applied config
+            status = await until_status(kube_emulator, namespace, "ws", applied(reverted))
+            (block,) = status["blocks"]
+            assert (block["phase"], block["digest"]) == ("Applied", before["blocks"][0]["digest"])
+            assert block["configHash"] == before["blocks"][0]["configHash"]
+            assert status["blocksSummary"] == "1/1"
+
+    asyncio.run(scenario())
+    assert marker.read_text().splitlines() == ["run good", "run relabelled"]  # revert: no run
+
+
+def test_a_missing_block_version_is_a_pull_reason_counted_as_a_pull_error(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    marker_block: str,
+    tmp_path: Path,
+) -> None:
+    repo = Repo(tmp_path / "ws", marker_block, kubeconfig)
+    good = repo.commit(tmp_path / "marker.log", "good")
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace) as operator:
+            kube_emulator.create(WORKSPACES, workspace("ws", repo.url), namespace)
+            await until_status(kube_emulator, namespace, "ws", applied(good))
+            repo.commit(tmp_path / "marker.log", "bad pin", version="9.9.9")
+            status = await until_status(
+                kube_emulator, namespace, "ws", failed_with("BlockNotFound")
+            )
+            assert "9.9.9" in ready(status)["message"]
+            assert status["lastAppliedRevision"] == good
+            probes = f"http://127.0.0.1:{operator.bound['metrics']}"
+            metrics = await asyncio.to_thread(requests.get, probes + "/metrics", timeout=10)
+            series = (
+                f'cratekeeper_pull_errors_total{{name="ws",namespace="{namespace}",'
+                'reason="BlockNotFound"}'
+            )
+            assert series in metrics.text
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_stored_status_stalls_and_runs_nothing_until_repaired(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    marker_block: str,
+    tmp_path: Path,
+) -> None:
+    repo = Repo(tmp_path / "ws", marker_block, kubeconfig)
+    marker = tmp_path / "marker.log"
+    good = repo.commit(marker, "good")
+    path = f"{kube_emulator.url}/apis/cratekeeper.dev/v1alpha1/namespaces/{namespace}"
+    path += "/workspaces/ws/status"
+
+    def edit_status(patch: dict[str, Any]) -> None:
+        """As ``kubectl edit --subresource=status`` would."""
+        response = requests.patch(
+            path,
+            json={"status": patch},
+            headers={"Content-Type": "application/merge-patch+json"},
+            timeout=10,
+        )
+        response.raise_for_status()
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace) as operator:
+            kube_emulator.create(WORKSPACES, workspace("ws", repo.url), namespace)
+            before = await until_status(kube_emulator, namespace, "ws", applied(good))
+            await asyncio.to_thread(edit_status, {"lastAppliedRevision": 42})
+            status = await until_status(
+                kube_emulator, namespace, "ws", failed_with("StatusUnreadable")
+            )
+            assert "lastAppliedRevision" in ready(status)["message"]
+            stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+            assert (stalled["status"], stalled["reason"]) == ("True", "StatusUnreadable")
+            # Nothing ran, nothing else was rewritten: a person can repair it.
+            assert status["lastAppliedRevision"] == 42
+            assert status["history"] == before["history"]
+            assert status["blocks"] == before["blocks"]
+            await ticks(operator, namespace, "ws", 2)
+            assert marker.read_text().splitlines() == ["run good"]
+
+            await asyncio.to_thread(edit_status, {"lastAppliedRevision": good})
+            status = await until_status(kube_emulator, namespace, "ws", applied(good))
+            assert status["history"] == before["history"]
+
+    asyncio.run(scenario())
+    assert marker.read_text().splitlines() == ["run good"]  # never run again
+    assert status_of(kube_emulator, namespace, "ws")["blocksSummary"] == "1/1"
