@@ -43,7 +43,6 @@ from controller.tree import Tree
 
 KUBECONFIG = "artifacts/secrets/kubeconfig.yml"
 KUBECONFIG_AGE = KUBECONFIG + ".age"
-ENCRYPTED_MARKER = ".workspace-encrypted"
 SECRETS_POLY = "secrets.poly"
 SECRETS_POLY_AGE = SECRETS_POLY + ".age"
 _HASH_KEY_CONTEXT = b"cratekeeper config-hash key v1\0"

@@ -1,8 +1,15 @@
 """The operator: Kopf handlers, the webhook receiver and metrics (DESIGN §4, §6).
 
 The only package that knows Kopf (and only :mod:`controller.operator.handlers` imports it).
-It maps events to :func:`controller.pipeline.reconcile` calls and outcomes to status patches;
-everything it decides is in :mod:`controller.operator.worker`.
+It maps events to :func:`controller.pipeline.reconcile` calls and outcomes to status patches.
+
+Modules, one idea each: ``handlers`` (Kopf: login, daemons, events, delete), ``main`` (the
+process: Kopf with the webhook and metrics servers), ``state`` (the running workers, webhook
+tokens, clean-up), ``worker`` (one Workspace's loop: when to fetch, run, record), ``retry``
+(backoff bookkeeping), ``writer`` (the stored-status writer: diff, patch, pending result),
+``stored`` (reading the stored status), ``events`` (what the Events say), ``wiring`` (the runner
+and registry client of a reconcile), ``secrets`` (the spec's Secrets as private files),
+``webhook``, ``metrics``, ``config``.
 """
 
 from controller.operator.config import OperatorConfig

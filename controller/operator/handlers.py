@@ -23,8 +23,8 @@ import kopf
 from controller.api.spec import GROUP, PLURAL, VERSION
 from controller.kube import Credentials
 from controller.operator.config import OperatorConfig
+from controller.operator.events import EventType
 from controller.operator.state import OperatorState
-from controller.operator.worker import EventType
 
 FINALIZER = f"{GROUP}/finalizer"
 

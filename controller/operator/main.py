@@ -12,10 +12,11 @@ from controller.kube import Kube
 from controller.operator.config import OperatorConfig
 from controller.operator.handlers import serve
 from controller.operator.metrics import OperatorMetrics, metrics_app
-from controller.operator.runners import runner_factory as runner_from_settings
 from controller.operator.state import OperatorState
 from controller.operator.webhook import webhook_app
-from controller.operator.worker import RunnerFactory, Shared
+from controller.operator.wiring import RunnerFactory
+from controller.operator.wiring import runner_factory as runner_from_settings
+from controller.operator.worker import Shared
 from controller.secrets import AgeKeys
 from controller.settings import Settings
 

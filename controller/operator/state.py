@@ -12,8 +12,9 @@ from typing import Any
 from controller.api.spec import GROUP
 from controller.errors import CratekeeperError
 from controller.kube import Kube
+from controller.operator.events import EventSink
 from controller.operator.webhook import TOKEN_KEY
-from controller.operator.worker import EventSink, Shared, WorkspaceWorker
+from controller.operator.worker import Shared, WorkspaceWorker
 from controller.runners.kubernetes import MANAGED_BY, label_value
 
 WEBHOOK_SECRET_ANNOTATION = f"{GROUP}/webhook-secret"

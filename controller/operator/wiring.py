@@ -1,15 +1,22 @@
-"""Which runner the operator gives each Workspace's runs, from the settings."""
+"""What the operator builds for each reconcile from its settings: the runner and the registry
+client."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
 from controller.api.spec import WorkspaceSpec
 from controller.kube import Kube
-from controller.operator.worker import RunnerFactory
-from controller.runners.base import Runner
+from controller.registry import RegistryClient, RegistryOptions
+from controller.runners.base import ActionRequest, OutputHandler, Runner, RunResult
 from controller.runners.docker import DockerRunner
 from controller.runners.kubernetes import LABEL_WORKSPACE, KubernetesRunner
 from controller.runners.local import LocalRunner
 from controller.settings import Settings
+
+RunnerFactory = Callable[[str, str, WorkspaceSpec], Runner]
+"""``(namespace, name, spec)`` of a Workspace → the runner of its next reconcile."""
 
 
 def local_runner(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
@@ -44,3 +51,25 @@ def runner_factory(settings: Settings, kube: Kube) -> RunnerFactory:
         )
 
     return kubernetes
+
+
+def registry_client(settings: Settings, docker_config: Path | None) -> RegistryClient:
+    """A registry client for one reconcile, with the Workspace's own registry credentials."""
+    return RegistryClient(RegistryOptions.from_settings(settings, docker_config=docker_config))
+
+
+class AnnouncingRunner:
+    """The runner, announcing the first run of a reconcile before it starts."""
+
+    def __init__(self, inner: Runner, on_start: Callable[[ActionRequest], Awaitable[None]]) -> None:
+        self._inner = inner
+        self._on_start = on_start
+        self._started = False
+
+    async def run(
+        self, request: ActionRequest, on_output: OutputHandler | None = None
+    ) -> RunResult:
+        if not self._started:
+            self._started = True
+            await self._on_start(request)
+        return await self._inner.run(request, on_output)
