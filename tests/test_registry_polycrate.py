@@ -221,6 +221,36 @@ def test_later_layers_win_and_whiteouts_delete_what_the_layers_below_wrote(
     }
 
 
+def test_a_whiteout_late_in_its_layer_still_spares_what_that_layer_wrote(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    poly = f"name: {ref.repository}\nversion: {ref.tag}\nactions: []\n".encode()
+    base = go_layer([("docs", None), ("docs/a.md", b"a"), ("docs/sub", None), ("docs/sub/y", b"y")])
+    top = io.BytesIO()
+    with tarfile.open(fileobj=top, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("block.poly", poly), ("docs/b.md", b"b"), ("docs/sub/x", b"x")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("docs/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "b.md"
+        tar.addfile(link)
+        tar.addfile(tarfile.TarInfo("docs/.wh..wh..opq"), io.BytesIO(b""))
+    push_polycrate_image(client, ref, [base, top.getvalue()], {})
+
+    pulled = pull_block(ref, tmp_path / "ws", client=client)
+    assert tree(pulled.path) == {
+        "block.poly": poly,
+        "docs": "dir",
+        "docs/b.md": b"b",
+        "docs/link": "link:b.md",
+        "docs/sub": "dir",
+        "docs/sub/x": b"x",
+    }
+
+
 @pytest.mark.parametrize(
     "whiteout",
     ["../.wh.x", ".wh..", "link/.wh.target"],

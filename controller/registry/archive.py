@@ -149,6 +149,7 @@ class Flattener:
         self.limit = limit
         self.files: set[PurePosixPath] = set()  # regular files, for hardlinks
         self.layer: set[PurePosixPath] = set()  # what the current layer wrote
+        self.layer_dirs: set[PurePosixPath] = set()  # and the directories it wrote into
 
     def add_layer(self, stream: BinaryIO, *, gzipped: bool) -> str:
         """Apply one layer on top of the ones before; return its diff_id."""
@@ -157,6 +158,7 @@ class Flattener:
         )
         metered = _MeteredReader(source, self.budget, self.limit)
         self.layer = set()
+        self.layer_dirs = set()
         try:
             with tarfile.open(fileobj=metered, mode="r|") as tar:  # type: ignore[call-overload]
                 for member in tar:
@@ -188,6 +190,7 @@ class Flattener:
             return
         target = self._prepare(rel, member)
         self.layer.add(rel)
+        self.layer_dirs.update(rel.parents)
         if member.isdir():
             target.mkdir(mode=0o755, exist_ok=True)
             target.chmod((member.mode & 0o755) | 0o700)
@@ -218,19 +221,27 @@ class Flattener:
             raise UnsafeArchiveError(
                 f"block archive entry {rel} is a whiteout of {name!r}; refusing to unpack it"
             )
-        gone = rel.parent / name
-        if gone not in self.layer:
-            self._remove(gone, rel)
+        self._hide(rel.parent / name, rel)
 
     def _opaque(self, directory: PurePosixPath) -> None:
         """``dir/.wh..wh..opq``: what the layers below put in ``dir`` is gone."""
-        here = self._directory(directory, directory / _OPAQUE)
-        if here is None:
+        why = directory / _OPAQUE
+        here = self._directory(directory, why)
+        if here is not None:
+            for child in sorted(here.iterdir()):
+                self._hide(directory / child.name, why)
+
+    def _hide(self, rel: PurePosixPath, why: PurePosixPath) -> None:
+        """Remove what the layers below left at ``rel``, keeping what this layer wrote there
+        (a whiteout applies to the layers below only, wherever it comes in the layer)."""
+        if rel not in self.layer and rel not in self.layer_dirs:
+            self._remove(rel, why)
             return
-        for child in sorted(here.iterdir()):
-            rel = directory / child.name
-            if rel not in self.layer:
-                self._remove(rel, directory / _OPAQUE)
+        parent = self._directory(rel.parent, why)
+        here = None if parent is None else parent / rel.name
+        if here is not None and here.is_dir() and not here.is_symlink():
+            for child in sorted(here.iterdir()):  # this layer writes into it: clear the rest
+                self._hide(rel / child.name, why)
 
     def _remove(self, rel: PurePosixPath, why: PurePosixPath) -> None:
         parent = self._directory(rel.parent, why)
