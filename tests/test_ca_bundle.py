@@ -19,13 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from controller.errors import RegistryError
+from controller.refs import BlockRef
 from controller.registry.client import RegistryClient, RegistryOptions
+from controller.registry.pull import pull_block
+from controller.registry.push import push_block
 from controller.settings import load_settings
 from controller.source import gitcmd
+from tests.support.oci_registry import Registry
+from tests.support.registry_blocks import make_block
 
-DIGEST = "sha256:" + "ab" * 32
+_FORWARDED = ("accept", "authorization", "range")
 
 
 @dataclass(frozen=True)
@@ -62,24 +68,45 @@ def _certificates(tmp: Path) -> tuple[Path, Path, Path]:
     return tmp / "ca.crt", tmp / "server.crt", tmp / "server.key"
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """``/v2/...``: a registry that knows one tag; anything else: files of the bare repo."""
+def _handler(upstream: str) -> type[http.server.SimpleHTTPRequestHandler]:
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        """``/v2/...``: the real registry at ``upstream``, behind TLS; anything else: files (the
+        bare repository, for Git's dumb HTTP protocol)."""
 
-    def do_HEAD(self) -> None:
-        if self.path.startswith("/v2/"):
-            self.send_response(200)
-            self.send_header("Docker-Content-Digest", DIGEST)
-            self.send_header("Content-Length", "0")
+        def _proxy(self) -> bool:
+            if not self.path.startswith("/v2/"):
+                return False
+            headers = {k: v for k, v in self.headers.items() if k.lower() in _FORWARDED}
+            reply = requests.request(
+                self.command, f"http://{upstream}{self.path}", headers=headers, timeout=30
+            )
+            self.send_response(reply.status_code)
+            for key, value in reply.headers.items():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            body = b"" if self.command == "HEAD" else reply.content
+            length = reply.headers.get("Content-Length", str(len(body)))
+            self.send_header("Content-Length", length if self.command == "HEAD" else str(len(body)))
             self.end_headers()
-            return
-        super().do_HEAD()
+            self.wfile.write(body)
+            return True
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        def do_GET(self) -> None:
+            if not self._proxy():
+                super().do_GET()
+
+        def do_HEAD(self) -> None:
+            if not self._proxy():
+                super().do_HEAD()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, oci_registry: Registry) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("ca")
     ca, cert, key = _certificates(tmp)
     work, repo = tmp / "work", tmp / "repo.git"
@@ -94,7 +121,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    handler = functools.partial(_Handler, directory=str(tmp))
+    handler = functools.partial(_handler(oci_registry.host), directory=str(tmp))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -106,18 +133,33 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         httpd.server_close()
 
 
+def _push(server: Server, oci_registry: Registry, tmp_path: Path) -> tuple[BlockRef, str]:
+    """A block pushed to the plain registry, named by the TLS front's address."""
+    ref = BlockRef.parse(f"{server.netloc}/acme/apps/app-deploy:1.0.0")
+    block = make_block(tmp_path / "block", ref.name, "1.0.0")
+    plain = RegistryClient(
+        RegistryOptions(
+            insecure_registries=(oci_registry.host,), mirrors=((server.netloc, oci_registry.host),)
+        )
+    )
+    return ref, push_block(block, ref, client=plain)
+
+
 def test_registry_behind_a_private_ca_needs_the_ca_bundle(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server, oci_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    ref, digest = _push(server, oci_registry, tmp_path)
     without = RegistryClient(RegistryOptions(timeout=10))
     with pytest.raises(RegistryError):
-        without.head_manifest(server.netloc, "acme/app-deploy", "1.0.0")
+        without.head_manifest(ref.registry, ref.repository, ref.tag)
 
     monkeypatch.setenv("CRATEKEEPER_CA_BUNDLE", str(server.ca))
     options = RegistryOptions.from_settings(load_settings())
     assert options.ca_bundle == server.ca
     client = RegistryClient(options)
-    assert client.head_manifest(server.netloc, "acme/app-deploy", "1.0.0") == DIGEST
+    assert client.head_manifest(ref.registry, ref.repository, ref.tag) == digest
+    pulled = pull_block(ref, tmp_path / "ws", client=client, resolved=digest)
+    assert pulled.block.version == "1.0.0"
 
 
 def test_git_server_behind_a_private_ca_needs_git_ssl_cainfo(
