@@ -6,7 +6,9 @@ used by ``polycrate checksum``) and records them in the image labels
 :func:`polycrate_md5` reproduces that walk: ``filepath.Walk`` order (each directory's entries
 sorted by name, a directory before its contents), and for every entry below the root its path
 relative to the root with a leading ``/`` (``strings.TrimPrefix(path, root)``), followed for a
-file by its bytes, all into one MD5, hex-encoded.
+file by its bytes, all into one MD5, hex-encoded. hashdir's source was not at hand when this was
+written; the byte layout is our reading of its documentation (docs/block-artifacts.md says how
+to check it against ``polycrate checksum``).
 """
 
 from __future__ import annotations
