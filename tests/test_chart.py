@@ -209,7 +209,7 @@ def _crd_document() -> dict[str, Any]:
 # -- lint and schemas ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("combo", ["defaults", "namespace-scope"])
+@pytest.mark.parametrize("combo", ["defaults", "namespace-scope", "cluster-everything"])
 def test_chart_passes_helm_lint_strict(tools: KubeTools, combo: str) -> None:
     out = _helm(tools, "lint", "--strict", str(CHART), values=COMBOS[combo])
     assert "0 chart(s) failed" in out
