@@ -132,6 +132,7 @@ def format_status(status: WorkspaceStatus, history: int = 5) -> str:
                 + (" (rollback)" if c.rollback else "")
                 for c in entry.changes
             )
-            rows.append([entry.revision[:12], entry.result, changes or "-", entry.subject])
+            result = entry.result + (f" ({entry.attempts} attempts)" if entry.attempts > 1 else "")
+            rows.append([entry.revision[:12], result, changes or "-", entry.subject])
         lines.append(table(rows))
     return "\n".join(lines).rstrip()

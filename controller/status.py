@@ -130,7 +130,7 @@ class Failure:
 
 def stalls(error: CratekeeperError | None, reason: str) -> bool:
     """Whether retrying cannot help: a stalling reason, or an error marked not retryable."""
-    return reason in STALLING_REASONS or getattr(error, "retryable", True) is False
+    return reason in STALLING_REASONS or (error is not None and not error.retryable)
 
 
 def failure(outcome: ReconcileOutcome) -> Failure | None:

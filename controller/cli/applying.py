@@ -27,7 +27,7 @@ from controller.runners.local import LocalRunner
 from controller.secrets import AgeKeys
 from controller.settings import Settings, load_settings
 from controller.source import GitRef, Revision, fetch, local_ref, local_revision
-from controller.status import record
+from controller.status import failure, record
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -140,7 +140,8 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
     if outcome.up_to_date or outcome.succeeded:
         progress(f"applied {revision.sha[:12]}; state in {state_path}")
         return 0
-    reason = outcome.error.reason if outcome.error else "RunFailed"
+    failed = failure(outcome)
+    reason = failed.reason if failed else "RunFailed"  # the failed step: pull, run, ...
     print(f"error: {reason}: revision {revision.sha[:12]} was not applied", file=sys.stderr)
     if outcome.error:
         print(f"error: {outcome.error}", file=sys.stderr)

@@ -1,10 +1,12 @@
-"""What the operator's status says, end to end (Kopf on the emulated API, real Git, registry and
-Ansible): one history entry per (revision, result), blocks of the applied revision, the failed
-step's reason, and a stored status that does not validate stopping everything."""
+"""What the status says, end to end, in the operator (Kopf on the emulated API) and in the
+CLI's state file (real Git, registry and Ansible everywhere): one history entry per (revision,
+result), blocks of the applied revision, the failed step's reason, and a stored status that
+does not validate stopping everything."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 import requests
 import yaml
 
+from controller.cli import main
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
 from controller.settings import Settings
@@ -234,3 +237,40 @@ def test_an_unreadable_stored_status_stalls_and_runs_nothing_until_repaired(
     asyncio.run(scenario())
     assert marker.read_text().splitlines() == ["run good"]  # never run again
     assert status_of(kube_emulator, namespace, "ws")["blocksSummary"] == "1/1"
+
+
+def test_the_cli_state_after_retries_and_a_revert_shows_one_entry_and_every_block_applied(
+    kubeconfig: Path,
+    oci_registry: Registry,
+    marker_block: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    repo = Repo(tmp_path / "ws", marker_block, kubeconfig)
+    marker, state = tmp_path / "marker.log", tmp_path / "state.json"
+    command = ["--state", str(state), "--insecure-registry", oci_registry.host]
+
+    def reconcile() -> int:
+        return main(["reconcile", str(repo.repo.path), *command])
+
+    def status() -> str:
+        capsys.readouterr()
+        assert main(["status", "--state", str(state)]) == 0
+        return capsys.readouterr().out
+
+    repo.commit(marker, "good")
+    assert reconcile() == 0
+    broken = repo.commit(tmp_path / "missing" / "marker.log", "broken")
+    assert (reconcile(), reconcile()) == (1, 1)  # a failure, then its retry
+    recorded = json.loads(state.read_text())
+    head = recorded["history"][0]
+    assert (head["revision"], head["result"], head["attempts"]) == (broken, "Failed", 2)
+    assert len(recorded["history"]) == 2
+    assert "0/1" in status() and "Failed" in status()
+
+    repo.commit(marker, "good")  # the revert: the applied config, nothing to run
+    assert reconcile() == 0
+    shown = status()
+    assert "1/1" in shown and "Failed (2 attempts)" in shown
+    assert [b["phase"] for b in json.loads(state.read_text())["blocks"]] == ["Applied"]
+    assert marker.read_text().splitlines() == ["run good"]
