@@ -22,7 +22,7 @@ from controller.api.status import (
     RunResultName,
     WorkspaceStatus,
 )
-from controller.errors import CratekeeperError, KubeconfigError, WorkspaceError
+from controller.errors import CratekeeperError, KubeconfigError, RegistryError, WorkspaceError
 from controller.plan import AppliedBlock, Run
 
 DEFAULT_HISTORY_LIMIT = 10
@@ -133,13 +133,20 @@ def stalls(error: CratekeeperError | None, reason: str) -> bool:
     return reason in STALLING_REASONS or (error is not None and not error.retryable)
 
 
+def _hint(error: CratekeeperError | None) -> str:
+    """What helps when ``error`` stalls the Workspace."""
+    if isinstance(error, RegistryError):
+        return "push the block again from its source (or pin another version) and commit that"
+    return "fix the workspace and push a new commit"
+
+
 def failure(outcome: ReconcileOutcome) -> Failure | None:
     """The failure of ``outcome`` (None when it applied its revision or was up to date)."""
     if outcome.up_to_date or outcome.succeeded:
         return None
     if outcome.error is not None:
         error = outcome.error
-        return Failure(error.reason, str(error), stalls(error, error.reason), error)
+        return Failure(error.reason, str(error), stalls(error, error.reason), error, _hint(error))
     failed = [r for r in outcome.runs if not r.succeeded]
     if failed:
         ran = failed[0]
@@ -148,7 +155,7 @@ def failure(outcome: ReconcileOutcome) -> Failure | None:
         else:
             reason = {"timedOut": "RunTimedOut"}.get(ran.status, "RunFailed")
         message = ran.message or f"{ran.run.block} {ran.run.action} {ran.status}"
-        return Failure(reason, message, stalls(ran.error, reason), ran.error)
+        return Failure(reason, message, stalls(ran.error, reason), ran.error, _hint(ran.error))
     message = "uninstall failed for: " + ", ".join(outcome.removed_failed)
     return Failure("UninstallFailed", message, False)
 

@@ -311,6 +311,7 @@ def test_tampered_block_content_stalls() -> None:
     status = record(good, outcome_)
     stalled = status.condition("Stalled")
     assert stalled is not None and (stalled.status, stalled.reason) == ("True", "DigestMismatch")
+    assert "push the block again" in stalled.message
 
 
 def test_an_error_marked_not_retryable_stalls() -> None:
