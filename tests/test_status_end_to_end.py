@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -274,3 +277,42 @@ def test_the_cli_state_after_retries_and_a_revert_shows_one_entry_and_every_bloc
     assert "1/1" in shown and "Failed (2 attempts)" in shown
     assert [b["phase"] for b in json.loads(state.read_text())["blocks"]] == ["Applied"]
     assert marker.read_text().splitlines() == ["run good"]
+
+
+def test_an_idle_operator_checks_each_tick_with_one_ls_remote_and_nothing_else(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    marker_block: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo = Repo(tmp_path / "ws", marker_block, kubeconfig)
+    good = repo.commit(tmp_path / "marker.log", "good")
+    log = tmp_path / "git-processes.log"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real = shutil.which("git")
+    assert real is not None
+    (bin_dir / "git").write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\n'
+        f'exec {shlex.quote(real)} "$@"\n'
+    )
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace) as operator:
+            kube_emulator.create(WORKSPACES, workspace("ws", repo.url), namespace)
+            await until_status(kube_emulator, namespace, "ws", applied(good))
+            await ticks(operator, namespace, "ws", 1)  # the tick that recorded it is over
+            log.write_text("")
+            mark = kube_emulator.mark()
+            await ticks(operator, namespace, "ws", 3)
+            processes = log.read_text().splitlines()
+            assert len(processes) >= 3
+            assert all(" ls-remote " in f" {p} " for p in processes), processes
+            assert not [r for r in kube_emulator.writes(since=mark) if r.namespace == namespace]
+
+    asyncio.run(scenario())
