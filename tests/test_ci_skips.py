@@ -32,10 +32,8 @@ def test_known_bug():
 @pytest.fixture
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    pytester.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        "markers =\n    e2e: needs a real cluster\n"
-    )
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # the inner runs stay light
+    pytester.makeini("[pytest]\nmarkers =\n    e2e: needs a real cluster\n")
     pytester.makepyfile(test_tiny=TESTS)
     return pytester
 
@@ -93,6 +91,6 @@ def test_under_xdist_the_controller_fails_the_run_for_a_worker_s_skip(
     suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CI", "true")
-    result = run(suite, "-n", "2")
+    result = run(suite, "-p", "xdist", "-n", "2")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*SKIPPED IN CI test_tiny.py::test_needs_a_tool - *"])
