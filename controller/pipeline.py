@@ -75,6 +75,8 @@ class PipelineContext:
     """The source ref this revision was resolved for (:func:`ref_label`; for a local checkout
     what ``--ref`` names there), or ``None`` when unknown; recorded as ``lastAppliedRef`` when
     the revision is applied."""
+    reapply: bool = False
+    """Run every block of the revision again, applied or not (the re-apply request)."""
 
 
 def ref_label(ref: GitRef) -> str:
@@ -132,10 +134,11 @@ async def reconcile(
             started=started,
             finished=_now(),
             ref=ctx.ref,
+            reapply=ctx.reapply,
             **kwargs,  # type: ignore[arg-type]
         )
 
-    if is_applied(status, revision.sha):
+    if is_applied(status, revision.sha) and not ctx.reapply:
         progress(f"revision {revision.sha[:12]} is already applied: nothing to do")
         return outcome(up_to_date=True)
     try:
@@ -179,7 +182,14 @@ async def _reconcile(
     secrets = SecretConfigs(
         found.block_configs() if found else {}, config_hash_key(kubeconfig) if found else b""
     )
-    the_plan = plan(ws, applied_blocks(status), action=ctx.action, digests=digests, secrets=secrets)
+    the_plan = plan(
+        ws,
+        applied_blocks(status),
+        action=ctx.action,
+        digests=digests,
+        secrets=secrets,
+        reapply=ctx.reapply,
+    )
     if the_plan.empty:
         progress(f"revision {revision.sha[:12]}: every block is up to date")
         return outcome()

@@ -40,7 +40,7 @@ __all__ = [
     "plan",
 ]
 
-Reason = Literal["new", "version", "digest", "content", "config"]
+Reason = Literal["new", "version", "digest", "content", "config", "reapply"]
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,7 @@ def plan(
     digests: Mapping[str, str] | None = None,
     secrets: SecretConfigs | None = None,
     workflow: str | None = None,
+    reapply: bool = False,
 ) -> Plan:
     """The runs that bring the cluster from ``applied`` to ``workspace``, in run order.
 
@@ -195,7 +196,8 @@ def plan(
     resolving tags in the registry); without them, digest changes are detected only when the
     ``from:`` pins a digest. ``secrets`` (from ``secrets.poly``) count as config. With
     ``workflow`` (a workflow of the workspace: a ``KeyError`` otherwise), changed blocks run
-    in its steps' order with its steps' actions.
+    in its steps' order with its steps' actions. With ``reapply`` (a person asked to repair
+    a cluster changed by hand) every block runs, the unchanged ones with reason ``reapply``.
     """
     ws = workspace if isinstance(workspace, Workspace) else resolve_file(workspace)
     by_name = {a.name: a for a in applied}
@@ -209,6 +211,8 @@ def plan(
         else:
             digest = digests.get(block.name) or block.ref.digest
         reason = _reason(block, by_name.get(block.name), digest, chash)
+        if reason is None and reapply:
+            reason = "reapply"
         if reason is not None:
             changed[block.name] = (reason, chash, digest)
     runs = []

@@ -71,6 +71,8 @@ class ReconcileOutcome:
     ref: str | None = None
     """The source ref the revision was resolved for (``branch:main``; for a checkout, what
     ``--ref`` names there), None when unknown."""
+    reapply: bool = False
+    """Every block ran again because a person asked (not a change in Git)."""
 
     @property
     def succeeded(self) -> bool:
@@ -311,6 +313,7 @@ def _entry(outcome: ReconcileOutcome) -> HistoryEntry:
         started=outcome.started,
         finished=outcome.finished,
         job_names=[r.job_name for r in outcome.runs if r.job_name],
+        reapply=outcome.reapply,
         last_attempt=outcome.started,
     )
 
@@ -325,7 +328,7 @@ def _history(
     while same_revision < len(history) and history[same_revision].revision == entry.revision:
         same_revision += 1
     for i, old in enumerate(history[:same_revision]):
-        if (old.result, old.action) == (entry.result, entry.action):
+        if (old.result, old.action, old.reapply) == (entry.result, entry.action, entry.reapply):
             merged = entry.model_copy(update={"started": old.started, "attempts": old.attempts + 1})
             return [merged, *history[:i], *history[i + 1 :]][:limit]
     return [entry, *history][:limit]

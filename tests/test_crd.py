@@ -83,7 +83,12 @@ def test_status_is_exactly_the_status_model() -> None:
     assert not [path for path, node in nodes(status) if "default" in node]
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
-    assert conditions["items"]["properties"]["type"]["enum"] == ["Ready", "Reconciling", "Stalled"]
+    assert conditions["items"]["properties"]["type"]["enum"] == [
+        "Ready",
+        "Reconciling",
+        "Stalled",
+        "Suspended",
+    ]
 
 
 def test_names_subresource_and_printer_columns() -> None:
@@ -91,11 +96,19 @@ def test_names_subresource_and_printer_columns() -> None:
     assert spec["names"]["shortNames"] == ["ws"] and spec["scope"] == "Namespaced"
     (version,) = spec["versions"]
     assert version["subresources"] == {"status": {}}
-    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    columns = {
+        c["name"]: (c["jsonPath"], c.get("priority", 0))
+        for c in version["additionalPrinterColumns"]
+    }
     assert columns == {
-        "Ready": '.status.conditions[?(@.type=="Ready")].status',
-        "Revision": ".status.lastAppliedShortRevision",
-        "Blocks": ".status.blocksSummary",
-        "Status": '.status.conditions[?(@.type=="Ready")].message',
-        "Age": ".metadata.creationTimestamp",
+        "Ready": ('.status.conditions[?(@.type=="Ready")].status', 0),
+        "Suspended": (".spec.suspend", 0),
+        "Revision": (".status.lastAppliedShortRevision", 0),
+        "Blocks": (".status.blocksSummary", 0),
+        "Status": ('.status.conditions[?(@.type=="Ready")].message', 0),
+        "Age": (".metadata.creationTimestamp", 0),
+        # -o wide
+        "Source": (".spec.source.url", 1),
+        "Ref": (".status.lastAppliedRef", 1),
+        "Last Run": (".status.history[0].finished", 1),
     }

@@ -678,10 +678,14 @@ def test_suspend_stops_runs_and_delete_removes_what_runs_left(
             mark = kube_emulator.mark()
             kube_emulator.create(WORKSPACES, suspended, namespace)
             await ticks(operator, namespace, "ws", 1, total=True)
-            assert status_of(kube_emulator, namespace, "ws") == {}  # no runs, no status writes
-            assert not [
-                w for w in workspace_writes(kube_emulator, mark, namespace) if "/status" in w
-            ]
+            status = status_of(kube_emulator, namespace, "ws")  # no runs; suspend is visible
+            assert not status.get("history") and "lastFetchedRevision" not in status
+            condition = next(c for c in status["conditions"] if c["type"] == "Suspended")
+            assert (condition["status"], condition["reason"]) == ("True", "Suspended")
+            assert ready(status)["message"].startswith("suspended (spec.suspend)")
+            # One status write (the condition), nothing else.
+            writes = [w for w in workspace_writes(kube_emulator, mark, namespace) if "/status" in w]
+            assert len(writes) == 1
 
             path = f"{kube_emulator.url}/apis/cratekeeper.dev/v1alpha1/namespaces/{namespace}"
             path += "/workspaces/ws"

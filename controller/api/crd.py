@@ -31,6 +31,12 @@ READY = '.status.conditions[?(@.type=="Ready")]'
 PRINTER_COLUMNS: tuple[Schema, ...] = (
     {"name": "Ready", "type": "string", "jsonPath": f"{READY}.status"},
     {
+        "name": "Suspended",
+        "type": "boolean",
+        "jsonPath": ".spec.suspend",
+        "description": "Nothing is applied while true (spec.suspend).",
+    },
+    {
         "name": "Revision",
         "type": "string",
         "jsonPath": ".status.lastAppliedShortRevision",
@@ -44,6 +50,28 @@ PRINTER_COLUMNS: tuple[Schema, ...] = (
     },
     {"name": "Status", "type": "string", "jsonPath": f"{READY}.message"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    # -o wide
+    {
+        "name": "Source",
+        "type": "string",
+        "jsonPath": ".spec.source.url",
+        "priority": 1,
+        "description": "The Git repository.",
+    },
+    {
+        "name": "Ref",
+        "type": "string",
+        "jsonPath": ".status.lastAppliedRef",
+        "priority": 1,
+        "description": "The ref the applied revision came from (branch:main, tag:v1, ...).",
+    },
+    {
+        "name": "Last Run",
+        "type": "date",
+        "jsonPath": ".status.history[0].finished",
+        "priority": 1,
+        "description": "When the newest history entry finished.",
+    },
 )
 
 # Exactly one of branch, tag or commit: CEL where the API server has it (1.25+), and a

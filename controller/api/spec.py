@@ -14,6 +14,10 @@ PLURAL = "workspaces"
 KIND = "Workspace"
 SHORT_NAMES = ("ws",)
 REQUESTED_AT = f"{GROUP}/requested-at"
+"""Annotation: reconcile now (any new value); answered in ``status.lastHandledReconcileAt``."""
+REAPPLY_AT = f"{GROUP}/reapply-at"
+"""Annotation: run every block of the current revision again (any new value); answered in
+``status.lastHandledReapplyAt`` once that succeeded."""
 
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -44,9 +44,10 @@ class Change(_Model):
 
     def __str__(self) -> str:
         old = self.from_.rsplit(":", 1)[-1] if self.from_ else "(new)"
-        return f"{self.block}: {old} → {self.to.rsplit(':', 1)[-1]}" + (
-            " (rollback)" if self.rollback else ""
+        note = (
+            " (rollback)" if self.rollback else " (re-applied)" if self.reason == "reapply" else ""
         )
+        return f"{self.block}: {old} → {self.to.rsplit(':', 1)[-1]}{note}"
 
 
 class HistoryEntry(_Model):
@@ -67,6 +68,11 @@ class HistoryEntry(_Model):
     started: datetime = Field(description="When the first attempt started.")
     finished: datetime = Field(description="When the last attempt finished.")
     job_names: list[str] = Field(default_factory=list, alias="jobNames")
+    reapply: bool = Field(
+        default=False,
+        description="A person asked to run every block of this revision again (the re-apply "
+        "annotation): not a change in Git.",
+    )
     attempts: int = Field(default=1, ge=1, description="Attempts that ended with this result.")
     last_attempt: datetime | None = Field(
         default=None, alias="lastAttempt", description="When the last attempt started."
@@ -76,7 +82,7 @@ class HistoryEntry(_Model):
 class Condition(_Model):
     """A Kubernetes-convention condition (``metav1.Condition``)."""
 
-    type: Literal["Ready", "Reconciling", "Stalled"]
+    type: Literal["Ready", "Reconciling", "Stalled", "Suspended"]
     status: Literal["True", "False", "Unknown"]
     reason: str
     message: str = ""
@@ -100,6 +106,18 @@ class WorkspaceStatus(_Model):
             "commit:SHA): a new commit must descend from lastAppliedRevision only while the "
             "ref stays the same."
         ),
+    )
+    last_handled_reconcile_at: str | None = Field(
+        default=None,
+        alias="lastHandledReconcileAt",
+        description="The value of the cratekeeper.dev/requested-at annotation last answered "
+        "(Flux's convention): a reconcile ran after that request.",
+    )
+    last_handled_reapply_at: str | None = Field(
+        default=None,
+        alias="lastHandledReapplyAt",
+        description="The value of the cratekeeper.dev/reapply-at annotation last answered: "
+        "every block of the revision then current ran again and succeeded.",
     )
     blocks: list[BlockStatus] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)

@@ -26,10 +26,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.api.spec import REQUESTED_AT, WorkspaceSpec, parse_duration
+from controller.api.spec import REAPPLY_AT, WorkspaceSpec, parse_duration
 from controller.api.status import Salvaged, WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError
-from controller.operator import events, stored
+from controller.operator import events, requests, stored
 from controller.operator.config import OperatorConfig
 from controller.operator.events import EventSink
 from controller.operator.metrics import OperatorMetrics
@@ -94,14 +94,10 @@ class WorkspaceWorker:
         self.ticks = 0  # completed ticks (for tests and debugging)
         body = snapshot()
         self._generation = body.get("metadata", {}).get("generation")
-        self._requested = self._requested_at(body)
+        self._requested = requests.requested_at(body)
+        self._reapply = requests.annotation(body, REAPPLY_AT)
 
     # signals
-
-    @staticmethod
-    def _requested_at(body: Mapping[str, Any]) -> str | None:
-        value = (body.get("metadata", {}).get("annotations") or {}).get(REQUESTED_AT)
-        return str(value) if value is not None else None
 
     def annotation(self, key: str) -> str | None:
         """An annotation of the Workspace as last seen."""
@@ -119,14 +115,15 @@ class WorkspaceWorker:
         self._wake.set()
 
     def observe(self, body: Mapping[str, Any]) -> None:
-        """A watch event: wake on a spec change or a new requested-at annotation."""
+        """A watch event: wake on a spec change or a new requested-at or reapply-at annotation."""
         generation = body.get("metadata", {}).get("generation")
-        requested = self._requested_at(body)
+        requested = requests.requested_at(body)
+        reapply = requests.annotation(body, REAPPLY_AT)
         if generation != self._generation:
             self._generation = generation
             self.wake(force=True)
-        if requested != self._requested:
-            self._requested = requested
+        if (requested, reapply) != (self._requested, self._reapply):
+            self._requested, self._reapply = requested, reapply
             self.wake(force=True)
 
     # the loop
@@ -180,17 +177,35 @@ class WorkspaceWorker:
             )
             new = stored.failed_status(status, "InvalidSpec", message, generation, stalled=True)
             await self._writer.write(new, [("Warning", "InvalidSpec", message)])
+            await self._acknowledge()
             return None
         self._shared.metrics.observe(self.namespace, self.name, status, suspended=spec.suspend)
-        if spec.suspend:
-            return None  # suspended: no runs and no writes; a spec change wakes us
+        if spec.suspend:  # no runs; the status says so; a spec change wakes us
+            await self._writer.write(*requests.suspend(status, generation))
+            return None
+        if requests.is_suspended(status):
+            status, news = requests.resume(status, generation)
+            await self._writer.write(status, news)
         interval = parse_duration(spec.source.interval)
         self._retries.drop(forced=forced, generation=generation)
+        reapply = requests.reapply_requested(status, body)
         async with self._shared.slots:
-            return await self._attempt(spec, status, generation, interval)
+            delay = await self._attempt(spec, status, generation, interval, reapply)
+        await self._acknowledge()
+        return delay
+
+    async def _acknowledge(self) -> None:
+        """Answer the requested-at annotation last seen (after the result is stored, so who
+        waits for the answer reads that result)."""
+        await self._writer.write(*requests.acknowledge(self._writer.stored(), self._requested))
 
     async def _attempt(
-        self, spec: WorkspaceSpec, status: WorkspaceStatus, generation: int | None, interval: float
+        self,
+        spec: WorkspaceSpec,
+        status: WorkspaceStatus,
+        generation: int | None,
+        interval: float,
+        reapply: str | None = None,
     ) -> float:
         shared = self._shared
         labels = (self.namespace, self.name)
@@ -201,7 +216,7 @@ class WorkspaceWorker:
                 wait = self._retries.wait(revision.sha, interval)
                 if wait is not None:
                     return wait
-                outcome = await self._reconcile(spec, revision, status, secrets)
+                outcome = await self._reconcile(spec, revision, status, secrets, bool(reapply))
         except CratekeeperError as exc:
             shared.metrics.fetch_errors.labels(*labels, exc.reason).inc()
             delay = self._retries.failed(None, generation, stalled=False)
@@ -213,7 +228,7 @@ class WorkspaceWorker:
             await self._writer.write(record(status, outcome, spec.history_limit, generation))
             return interval
         shared.metrics.reconcile_duration.labels(*labels).observe(time.monotonic() - started)
-        return await self._finish(spec, outcome, generation, interval)
+        return await self._finish(spec, outcome, generation, interval, reapply)
 
     async def _fetch(
         self, spec: WorkspaceSpec, status: WorkspaceStatus, secrets: RunSecrets
@@ -239,6 +254,7 @@ class WorkspaceWorker:
         revision: Revision,
         status: WorkspaceStatus,
         secrets: RunSecrets,
+        reapply: bool = False,
     ) -> ReconcileOutcome:
         shared = self._shared
         if revision.sha not in (status.last_fetched_revision, status.last_applied_revision):
@@ -274,6 +290,7 @@ class WorkspaceWorker:
             timeout=parse_duration(spec.runner.timeout),
             work_dir=shared.config.work_dir,
             ref=ref_label(git_ref(spec)),
+            reapply=reapply,
         )
         return await reconcile(revision, status, ctx, self._log)
 
@@ -283,12 +300,15 @@ class WorkspaceWorker:
         outcome: ReconcileOutcome,
         generation: int | None,
         interval: float,
+        reapply: str | None = None,
     ) -> float:
         metrics = self._shared.metrics
         labels = (self.namespace, self.name)
         # On top of what is stored now: the run-start write may have moved Reconciling.
         base = self._writer.stored()
         new = record(base, outcome, spec.history_limit, generation)
+        if reapply is not None and outcome.succeeded:  # answered; a failed one is retried
+            new.last_handled_reapply_at = reapply
         recorded = bool(outcome.runs or outcome.error or outcome.removed)  # record() adds one
         entry = new.history[0] if recorded and new.history else None
         failed: Failure | None = None
