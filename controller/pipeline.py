@@ -17,7 +17,7 @@ import logging
 import tempfile
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from controller.errors import CratekeeperError, InternalError, RunError
 from controller.plan import AppliedBlock, Plan, Run, SecretConfigs, deep_merge, plan
 from controller.refs import BlockRef
 from controller.registry import PulledBlock, RegistryClient, pull_block
+from controller.runners.artifacts import ArtifactStore, pack, unpack
 from controller.runners.base import (
     ActionRequest,
     OutputHandler,
@@ -77,6 +78,9 @@ class PipelineContext:
     the revision is applied."""
     reapply: bool = False
     """Run every block of the revision again, applied or not (the re-apply request)."""
+    artifacts: ArtifactStore | None = None
+    """Where this Workspace's kept ``artifacts/blocks/`` live between runs (DESIGN §2): laid
+    back into the export before the first run, saved after each successful one."""
 
 
 def ref_label(ref: GitRef) -> str:
@@ -198,6 +202,11 @@ async def _reconcile(
     with tempfile.TemporaryDirectory(prefix="cratekeeper-ws-", dir=ctx.work_dir) as tmp:
         root = Path(tmp)
         await asyncio.to_thread(revision.tree.export, root)
+        try:
+            await _lay_back(ctx.artifacts, root, progress)
+        except CratekeeperError as exc:
+            progress(f"revision {revision.sha[:12]}: {exc.reason}: {exc}")
+            return outcome(error=exc)
         here = _Here(ws, root, kubeconfig, secrets, revision, ctx, progress)
         runs, removed_failed = await _execute(the_plan, here, status)
     return outcome(runs=runs, removed=the_plan.removed, removed_failed=tuple(removed_failed))
@@ -222,7 +231,7 @@ async def _execute(
     """Runs in workspace order; the first failure stops the rest of the plan."""
     done: list[RunOutcome] = []
     for run in the_plan.runs:
-        ran = await _run_one(run, here)
+        ran = await _keep_artifacts(await _run_one(run, here), here)
         done.append(ran)
         if not ran.succeeded:
             return done, [a.name for a in the_plan.removed]
@@ -237,6 +246,28 @@ async def _execute(
             if not await _uninstall(gone, config, secret, here):
                 failed_removals.append(gone.name)
     return done, failed_removals
+
+
+async def _lay_back(store: ArtifactStore | None, root: Path, progress: Progress) -> None:
+    """The Workspace's kept artifacts back into the export, before any run."""
+    data = await store.load() if store is not None else None
+    if data:
+        files = await asyncio.to_thread(unpack, data, root)
+        progress(f"laid back {len(files)} kept artifact file(s) under artifacts/blocks/")
+
+
+async def _keep_artifacts(ran: RunOutcome, here: _Here) -> RunOutcome:
+    """After a successful run, keep the export's artifacts/blocks/ for later runs; a tree over
+    the budget fails the run (the next block must not read stale artifacts)."""
+    store = here.ctx.artifacts
+    if store is None or not ran.succeeded:
+        return ran
+    try:
+        await store.save(await asyncio.to_thread(pack, here.root))
+    except CratekeeperError as exc:
+        here.progress(f"{ran.run.block}: {exc.reason}: {exc}")
+        return replace(ran, status="failed", message=f"{ran.run.block}: {exc}", error=exc)
+    return ran
 
 
 def load_secrets(tree: Tree, ws: WorkspaceFile, keys: AgeKeys) -> SecretsFile | None:

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -32,6 +33,7 @@ from controller.errors import CratekeeperError, KubeError, RunError
 from controller.kube import Kube
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
+from controller.runners.artifacts import pack, unpack
 from controller.runners.base import ActionRequest, RunResult, StaticContract
 from controller.runners.events import parse_events
 from controller.runners.kubernetes import (
@@ -275,6 +277,27 @@ def test_a_local_block_is_not_pulled_by_the_pod(tmp_path: Path) -> None:
     assert "--block" not in pod["initContainers"][0]["args"]
     assert pod["containers"][0]["workingDir"] == "/workspace/blocks/infra/dns"
     assert job["metadata"]["annotations"]["cratekeeper.dev/block-ref"] == "local"
+
+
+def test_kept_artifacts_reach_prepare_through_the_run_secret_without_the_kubeconfig(
+    tmp_path: Path,
+) -> None:
+    inventory = tmp_path / "artifacts/blocks/infra/inventory.yml"
+    inventory.parent.mkdir(parents=True)
+    inventory.write_text("all: {hosts: {web1: {}}}\n")
+    request = make_request(tmp_path)
+    data = secret_data(request)
+    unpack(base64.b64decode(data["artifacts.tar.gz"]), tmp_path / "out")
+    assert (tmp_path / "out/artifacts/blocks/infra/inventory.yml").read_text() == (
+        inventory.read_text()
+    )
+    pod = job_manifest(request, "ck-x", OPTIONS, SOURCE)["spec"]["template"]["spec"]
+    kept = next(v for v in pod["volumes"] if v["name"] == "kept")["secret"]
+    assert kept["items"] == [{"key": "artifacts.tar.gz", "path": "artifacts.tar.gz"}]
+    assert kept["optional"] is True and kept["secretName"] == "ck-x"
+    args = pod["initContainers"][0]["args"]
+    assert args[args.index("--artifacts") + 1] == "/etc/cratekeeper/kept/artifacts.tar.gz"
+    assert args[args.index("--artifacts-dir") + 1] == "artifacts/blocks/app"
 
 
 def test_job_and_pod_carry_the_runs_labels_and_annotations(tmp_path: Path) -> None:
@@ -868,6 +891,22 @@ def test_prepare_lays_out_the_workspace_at_the_commit_and_the_block_at_the_diges
     assert (tmp_path / "pod/tools/callback_plugins/cratekeeper_events.py").is_file()
     assert (tmp_path / "pod/tools/vars_plugins/polycrate_vars.py").is_file()
     assert not termination.exists()
+
+    # A local block: nothing to pull; the kept artifacts are laid back, the block's folder made.
+    kept = tmp_path / "kept"
+    (kept / "artifacts/blocks/infra").mkdir(parents=True)
+    (kept / "artifacts/blocks/infra/inventory.yml").write_text("all: {}\n")
+    (tmp_path / "kept.tar.gz").write_bytes(pack(kept))
+    shutil.rmtree(dest)
+    local = [
+        "--artifacts",
+        str(tmp_path / "kept.tar.gz"),
+        "--artifacts-dir",
+        "artifacts/blocks/app",
+    ]
+    assert prepare_main([*common, *local]) == 0
+    assert (dest / "artifacts/blocks/infra/inventory.yml").read_text() == "all: {}\n"
+    assert (dest / "artifacts/blocks/app").is_dir()
 
     wrong = "sha256:" + "0" * 64
     assert prepare_main([*common, "--block", f"{ref}@{wrong}"]) == 1

@@ -22,6 +22,7 @@ from controller.registry import (
     push_block,
 )
 from controller.registry.helpers import run_helper
+from controller.runners.artifacts import DirectoryStore
 from controller.runners.base import Runner
 from controller.runners.local import LocalRunner
 from controller.secrets import AgeKeys
@@ -107,6 +108,11 @@ def _revision(
     return revision, ref_label(ref)
 
 
+def artifacts_path(state_path: Path) -> Path:
+    """The kept block artifacts of the workspace whose state is ``state_path``: beside it."""
+    return state_path.with_name(f"{state_path.stem}.artifacts.tar.gz")
+
+
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     state_path = Path(args.state)
     with exclusive(state_path):
@@ -134,6 +140,7 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
         work_dir=settings.work_dir,
         on_output=(lambda line: print(f"         | {line}", flush=True)) if args.verbose else None,
         ref=ref,
+        artifacts=DirectoryStore(artifacts_path(state_path)),
     )
     outcome = asyncio.run(reconcile(revision, state, ctx, progress))
     save_state(state_path, record(state, outcome))

@@ -249,6 +249,20 @@ class Kube:
             await self._call(what, self._core.create_namespaced_secret, namespace, manifest)
         )
 
+    async def replace_secret(self, namespace: str, manifest: Manifest) -> Secret:
+        """Replace a Secret's content (labels and data) with ``manifest``; a KubeError with
+        status 404 when there is no such Secret."""
+        name = manifest["metadata"]["name"]
+        return secret_from_json(
+            await self._call(
+                f"Secret {namespace}/{name}",
+                self._core.replace_namespaced_secret,
+                name,
+                namespace,
+                manifest,
+            )
+        )
+
     async def get_secret(self, namespace: str, name: str) -> Secret | None:
         """The Secret, its data decoded (:class:`~controller.errors.SecretInvalidError` when a
         value is not base64); None when there is no such Secret."""

@@ -17,6 +17,7 @@ from controller.operator.webhook import webhook_app
 from controller.operator.wiring import RunnerFactory
 from controller.operator.wiring import runner_factory as runner_from_settings
 from controller.operator.worker import Shared
+from controller.runners.kubernetes.artifacts import SecretStore
 from controller.secrets import AgeKeys
 from controller.settings import Settings
 
@@ -65,6 +66,7 @@ class Operator:
                     settings.age_identity_file, settings.age_identity, settings.age_passphrase
                 ),
                 slots=asyncio.Semaphore(self.config.max_concurrent_runs),
+                artifacts=lambda namespace, name: SecretStore(self.kube, namespace, name),
             ),
             self.kube,
         )

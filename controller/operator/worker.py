@@ -38,12 +38,15 @@ from controller.operator.secrets import RunSecrets, secret_files
 from controller.operator.wiring import AnnouncingRunner, RunnerFactory, registry_client
 from controller.operator.writer import StatusWriter, WorkspaceApi
 from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
+from controller.runners.artifacts import ArtifactStore
 from controller.runners.base import ActionRequest
 from controller.secrets import AgeKeys
 from controller.settings import Settings
 from controller.source import Revision, fetch
 from controller.source.spec import check_fetchable, git_ref
 from controller.status import Failure, ReconcileOutcome, changed, failure, record, set_condition
+
+ArtifactStoreFactory = Callable[[str, str], ArtifactStore]
 
 INTERNAL_ERROR = "an internal error interrupted the reconcile; the operator's log names it"
 
@@ -59,6 +62,8 @@ class Shared:
     runner_factory: RunnerFactory
     base_keys: AgeKeys = field(default_factory=AgeKeys)
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    artifacts: ArtifactStoreFactory | None = None
+    """``(namespace, name)`` of a Workspace → where its kept block artifacts live."""
 
 
 class WorkspaceWorker:
@@ -291,6 +296,7 @@ class WorkspaceWorker:
             work_dir=shared.config.work_dir,
             ref=ref_label(git_ref(spec)),
             reapply=reapply,
+            artifacts=shared.artifacts(self.namespace, self.name) if shared.artifacts else None,
         )
         return await reconcile(revision, status, ctx, self._log)
 

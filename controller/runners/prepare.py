@@ -4,7 +4,8 @@ It runs as the init container of the run's pod (docs/kubernetes-runner.md) and l
 workspace exactly as the controller does for the local runner: the workspace at the commit
 (:func:`controller.source.fetch` of ``GitRef.commit`` + ``GitTree.export``), a registry block at
 the digest under ``blocks/<registry-path>/`` (:func:`controller.registry.pull_block`, which
-verifies the digest; a local block is already in the tree), and cratekeeper's Ansible plugins
+verifies the digest; a local block is already in the tree), the Workspace's kept artifacts
+(from the run's Secret, :mod:`controller.runners.artifacts`), and cratekeeper's Ansible plugins
 (the ``cratekeeper_events`` callback, the ``polycrate_vars`` vars plugin) for the main
 container, whose image need not contain cratekeeper. A failure is printed and written to the
 termination message, so the controller reports it without scraping the log.
@@ -18,7 +19,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from controller.errors import CratekeeperError, RunError
 from controller.refs import BlockRef
@@ -29,6 +30,7 @@ from controller.registry import (
     RegistryOptions,
     pull_block,
 )
+from controller.runners.artifacts import unpack
 from controller.runners.contract import CALLBACK_DIR, VARS_DIR
 from controller.source import GitAuth, GitRef, fetch
 
@@ -53,6 +55,11 @@ class PrepareOptions:
     git_auth: Path | None = None
     docker_config: Path | None = None
     insecure_registries: tuple[str, ...] = ()
+    artifacts: Path | None = None
+    """The Workspace's kept artifacts (:func:`controller.runners.artifacts.pack`), laid back
+    under ``dest`` when the file exists."""
+    artifacts_dir: str = ""
+    """The block's artifacts folder relative to ``dest``, made if missing."""
 
 
 def prepare(options: PrepareOptions) -> PulledBlock | None:
@@ -72,6 +79,13 @@ def prepare(options: PrepareOptions) -> PulledBlock | None:
         auth=auth,
     )
     revision.tree.export(options.dest)
+    if options.artifacts is not None and options.artifacts.is_file():
+        unpack(options.artifacts.read_bytes(), options.dest)
+    if options.artifacts_dir:
+        folder = PurePosixPath(options.artifacts_dir)
+        if folder.is_absolute() or ".." in folder.parts:
+            raise RunError(f"--artifacts-dir {folder} must be a path inside the workspace")
+        (options.dest / folder).mkdir(parents=True, exist_ok=True)
     if options.tools is not None:
         install_plugins(options.tools)
     if options.block is None:
@@ -120,6 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--insecure-registry", action="append", default=[], help="host[:port] over plain HTTP"
     )
+    parser.add_argument("--artifacts", type=Path, help="kept artifacts to lay back, if present")
+    parser.add_argument("--artifacts-dir", default="", help="the block's artifacts folder")
     parser.add_argument("--termination-log", type=Path, help="write a failure message here")
     return parser
 
@@ -137,6 +153,8 @@ def options_from(args: argparse.Namespace) -> PrepareOptions:
         git_auth=args.git_auth,
         docker_config=args.docker_config,
         insecure_registries=tuple(args.insecure_registry),
+        artifacts=args.artifacts,
+        artifacts_dir=args.artifacts_dir,
     )
 
 

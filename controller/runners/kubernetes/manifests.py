@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.kube import Job
+from controller.runners.artifacts import KEPT, pack
 from controller.runners.base import ActionRequest, RunPaths, RunStatus
 from controller.runners.contract import (
     action_env,
@@ -45,6 +46,8 @@ TMP_DIR = "/tmp"  # noqa: S108 - an emptyDir private to the pod
 TOOLS_DIR = "/opt/cratekeeper"
 RUN_DIR = "/run/cratekeeper"  # the run's Secret: kubeconfig, snapshot.yml, script.sh (tmpfs)
 GIT_AUTH_DIR = "/etc/cratekeeper/git"
+KEPT_DIR = "/etc/cratekeeper/kept"  # the run Secret's kept artifacts only, for prepare
+KEPT_KEY = "artifacts.tar.gz"
 REGISTRY_AUTH_DIR = "/etc/cratekeeper/registry"
 EVENTS_FILE = f"{TMP_DIR}/cratekeeper-events.jsonl"
 TERMINATION_LOG = "/dev/termination-log"
@@ -169,8 +172,9 @@ class PodOptions:
 
 
 def secret_data(request: ActionRequest) -> dict[str, str]:
-    """The run's Secret ``data``: the decrypted kubeconfig, the snapshot and a script action's
-    rendered script (which may quote secret config too)."""
+    """The run's Secret ``data``: the decrypted kubeconfig, the snapshot, a script action's
+    rendered script (which may quote secret config too) and the Workspace's kept artifacts
+    (bounded by :data:`controller.runners.artifacts.MAX_PACKED`), for prepare to lay back."""
     data = {
         "kubeconfig": request.kubeconfig,
         "snapshot.yml": snapshot_text(request, PATHS).encode(),
@@ -178,6 +182,8 @@ def secret_data(request: ActionRequest) -> dict[str, str]:
     script = script_text(request, PATHS)
     if script is not None:
         data["script.sh"] = script.encode()
+    if (request.workspace_dir / KEPT).is_dir():  # what the pipeline laid back: to the pod
+        data[KEPT_KEY] = pack(request.workspace_dir)
     return {key: base64.b64encode(value).decode() for key, value in data.items()}
 
 
@@ -220,6 +226,7 @@ def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOp
     ]
     if request.ref is not None:  # a local block is in the workspace's own tree
         args += ["--block", str(request.ref)]
+    args += ["--artifacts", f"{KEPT_DIR}/{KEPT_KEY}", "--artifacts-dir", request.artifacts_dir]
     if source.git_secret:
         args += ["--git-auth", GIT_AUTH_DIR]
     if source.registry_secret:
@@ -285,7 +292,12 @@ def job_manifest(
         "terminationMessagePolicy": "File",
     }
     scratch = [_mount("tmp", TMP_DIR), _mount("home", HOME_DIR)]
-    prepare_mounts = [*scratch, _mount("workspace", WORKSPACE_DIR), _mount("tools", TOOLS_DIR)]
+    prepare_mounts = [
+        *scratch,
+        _mount("workspace", WORKSPACE_DIR),
+        _mount("tools", TOOLS_DIR),
+        _mount("kept", KEPT_DIR, read_only=True),
+    ]
     volumes: list[dict[str, Any]] = [
         {"name": "workspace", "emptyDir": {}},
         {"name": "tmp", "emptyDir": {}},
@@ -293,6 +305,16 @@ def job_manifest(
         {"name": "tools", "emptyDir": {}},
         # Secret volumes are tmpfs: the decrypted kubeconfig never touches the node's disk.
         {"name": "run", "secret": {"secretName": name, "defaultMode": 0o440}},
+        # prepare sees the kept artifacts of the run's Secret, never its kubeconfig.
+        {
+            "name": "kept",
+            "secret": {
+                "secretName": name,
+                "defaultMode": 0o440,
+                "optional": True,
+                "items": [{"key": KEPT_KEY, "path": KEPT_KEY}],
+            },
+        },
     ]
     if source.git_secret:
         prepare_mounts.append(_mount("git-auth", GIT_AUTH_DIR, read_only=True))
