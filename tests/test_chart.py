@@ -77,7 +77,7 @@ OPERATOR_RULES = {
     ("cratekeeper.dev", "workspaces"): {"get", "list", "watch", "patch", "update"},
     ("cratekeeper.dev", "workspaces/status"): {"get", "patch", "update"},
     ("", "events"): {"create", "patch"},
-    ("", "secrets"): {"get", "list", "create", "delete"},
+    ("", "secrets"): {"get", "list", "create", "update", "delete"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},

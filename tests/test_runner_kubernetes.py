@@ -354,6 +354,13 @@ def runner_for(kube: Kube, namespace: str, **over: Any) -> KubernetesRunner:
     return KubernetesRunner(kube, namespace, IMAGE, **knobs)
 
 
+def run_name(request: ActionRequest, namespace: str) -> str:
+    """The Job name of ``request`` run by :func:`runner_for` in ``namespace``."""
+    return job_name(
+        request.workspace, request.revision, request.block, request.action, namespace=namespace
+    )
+
+
 def api(emulator: KubeEmulator, path: str, patch: dict[str, Any]) -> None:
     """PATCH ``path`` (relative to the API root) as a controller would (merge patch)."""
     response = requests.patch(
@@ -451,7 +458,7 @@ async def test_run_creates_the_job_suspended_then_its_owned_secret_then_resumes_
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     mark = kube_emulator.mark()
     start(run_task, runner_for(kube, namespace), request)
     job = await running_job(kube_emulator, namespace, name)
@@ -486,7 +493,7 @@ async def test_job_pod_and_secret_carry_the_workspace_objects_name_so_its_deleti
 ) -> None:
     """workspace.poly says ``acme-production-1``; the Workspace object is named otherwise."""
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = job_name("production", request.revision, "app", "deploy", namespace=namespace)
     spec = WorkspaceSpec.model_validate(
         {
             "source": {"url": SOURCE.url, "path": SOURCE.path, "secretRef": {"name": "git"}},
@@ -536,7 +543,7 @@ async def test_a_workspaces_pull_secrets_replace_the_operators_default(
     pull_secrets: list[dict[str, str]],
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     spec = WorkspaceSpec.model_validate({"source": {"url": SOURCE.url}, "runner": runner_spec})
     runner = KubernetesRunner.for_workspace(
         kube,
@@ -577,7 +584,7 @@ async def test_succeeded_job_reports_counts_from_the_termination_message_and_a_r
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     lines: list[str] = []
     task = asyncio.create_task(runner_for(kube, namespace).run(request, lines.append))
     run_task.append(task)
@@ -606,7 +613,7 @@ async def test_failed_job_reports_the_failed_task_and_the_exit_code(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     task = start(run_task, runner_for(kube, namespace), request)
     await running_job(kube_emulator, namespace, name)
 
@@ -631,7 +638,7 @@ async def test_job_past_its_active_deadline_is_reported_as_timed_out(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path, timeout=120.0)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     task = start(run_task, runner_for(kube, namespace), request)
     job = await running_job(kube_emulator, namespace, name)
     assert job["spec"]["activeDeadlineSeconds"] == 120
@@ -651,7 +658,7 @@ async def test_run_past_its_timeout_is_stopped_by_deleting_the_job_in_the_backgr
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
     request = make_request(tmp_path, timeout=0.3)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     runner = runner_for(kube, namespace, deadline_grace=0.0)
     mark = kube_emulator.mark()
     result = await asyncio.wait_for(runner.run(request), 10)  # nobody ever finishes the Job
@@ -674,7 +681,7 @@ async def test_restarted_controller_adopts_the_running_job_instead_of_starting_a
     run_task: list[Any],
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     mark = kube_emulator.mark()
     first_kube = Kube.from_kubeconfig(kubeconfig)
     first = start(run_task, runner_for(first_kube, namespace), request)
@@ -708,7 +715,7 @@ async def test_adopting_a_job_left_suspended_creates_its_secret_and_resumes_it(
 ) -> None:
     """The controller died between creating the Job and creating its Secret."""
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     runner = runner_for(kube, namespace)
     kube_emulator.create(JOBS, job_manifest(request, name, OPTIONS, SOURCE), namespace)
     mark = kube_emulator.mark()
@@ -728,7 +735,7 @@ async def test_retry_replaces_a_failed_job_and_the_secret_its_owner_left_behind(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     runner = runner_for(kube, namespace)
     body = job_manifest(request, name, OPTIONS, SOURCE)
     old = kube_emulator.create(JOBS, body, namespace)
@@ -756,7 +763,7 @@ async def test_a_job_of_that_name_not_made_by_cratekeeper_is_never_adopted(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     foreign = {"metadata": {"name": name}, "spec": {"template": {"spec": {"containers": []}}}}
     kube_emulator.create(JOBS, foreign, namespace)
     with pytest.raises(RunError, match="not created by cratekeeper"):
@@ -768,7 +775,7 @@ async def test_a_failed_prepare_step_is_reported_with_its_termination_message(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path)
-    name = job_name(request.workspace, request.revision, request.block, request.action)
+    name = run_name(request, namespace)
     task = start(run_task, runner_for(kube, namespace), request)
     await running_job(kube_emulator, namespace, name)
 
@@ -911,3 +918,68 @@ def test_prepare_lays_out_the_workspace_at_the_commit_and_the_block_at_the_diges
     wrong = "sha256:" + "0" * 64
     assert prepare_main([*common, "--block", f"{ref}@{wrong}"]) == 1
     assert termination.read_text().startswith("BlockNotFound: ")  # a digest it never held
+
+
+@pytest.mark.asyncio
+async def test_a_job_still_running_for_an_older_commit_ends_before_the_next_run_starts(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    """Issue 10 point 6: the branch moved while the controller was down; the first Job runs on."""
+    labels = {"cratekeeper.dev/workspace": "acme-prod"}
+    older = make_request(tmp_path, revision="1a" * 20)
+    first = start(run_task, runner_for(kube, namespace, labels=labels), older)
+    old_name = job_name("acme-prod", older.revision, "app", "deploy", namespace=namespace)
+    await running_job(kube_emulator, namespace, old_name)
+    first.cancel()  # the controller goes away; its Job runs on
+
+    newer = make_request(tmp_path)
+    new_name = job_name("acme-prod", newer.revision, "app", "deploy", namespace=namespace)
+    second = start(run_task, runner_for(kube, namespace, labels=labels), newer)
+    await asyncio.sleep(0.5)
+    assert kube_emulator.get(JOBS, new_name, namespace=namespace) is None  # not beside it
+    assert not second.done()
+
+    finish_job(kube_emulator, namespace, old_name, "Complete")
+    await running_job(kube_emulator, namespace, new_name)
+    make_pod(
+        kube_emulator, namespace, new_name, main={"terminated": {"exitCode": 0, "message": STATS}}
+    )
+    finish_job(kube_emulator, namespace, new_name, "Complete")
+    result = await asyncio.wait_for(second, 10)
+    assert result.status == "succeeded"
+    assert any(f"Job {old_name} of this Workspace" in line for line in result.log_tail)
+    assert any(
+        f"earlier Job {old_name}" in line and "succeeded" in line for line in result.log_tail
+    )
+
+
+@pytest.mark.asyncio
+async def test_jobs_of_another_workspace_with_the_same_workspace_poly_name_are_left_alone(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    request = make_request(tmp_path)  # both objects' workspace.poly say acme-production-1
+    one = runner_for(kube, namespace, labels={"cratekeeper.dev/workspace": "one"})
+    two = runner_for(kube, namespace, labels={"cratekeeper.dev/workspace": "two"})
+    assert one.job_name(request) != two.job_name(request)
+    first = start(run_task, one, request)
+    await running_job(kube_emulator, namespace, one.job_name(request))
+    second = start(run_task, two, request)
+    await running_job(kube_emulator, namespace, two.job_name(request))  # not waiting on "one"
+    for task in (first, second):
+        task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_an_earlier_job_left_suspended_is_deleted_not_waited_for(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    older = make_request(tmp_path, revision="1a" * 20)
+    old_name = run_name(older, namespace)
+    manifest = job_manifest(older, old_name, OPTIONS, SOURCE)
+    kube_emulator.create(JOBS, manifest, namespace=namespace)  # a controller died right here
+    request = make_request(tmp_path)
+    task = start(run_task, runner_for(kube, namespace), request)
+    await running_job(kube_emulator, namespace, run_name(request, namespace))
+    job = kube_emulator.get(JOBS, old_name, namespace=namespace)
+    assert job is None or job["metadata"].get("deletionTimestamp")
+    task.cancel()

@@ -32,7 +32,8 @@ POLYCRATE_ANSIBLE_DEFAULTS = {
     "ANSIBLE_COMMAND_WARNINGS": "False",
     "ANSIBLE_LOCALHOST_WARNING": "False",
     "ANSIBLE_DEPRECATION_WARNINGS": "False",
-    "ANSIBLE_VARS_ENABLED": "polycrate_vars",
+    # Polycrate sets polycrate_vars alone, which turns Ansible's group_vars/host_vars off.
+    "ANSIBLE_VARS_ENABLED": "host_group_vars,polycrate_vars",
     "ANSIBLE_RUN_VARS_PLUGINS": "start",
 }
 """The ``ANSIBLE_*`` values Polycrate's ``bootstrapEnvVars`` sets that mean the same here."""

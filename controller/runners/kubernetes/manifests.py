@@ -85,13 +85,16 @@ def _dns_part(text: str) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")
 
 
-def job_name(workspace: str, commit: str, block: str, action: str) -> str:
+def job_name(workspace: str, commit: str, block: str, action: str, *, namespace: str = "") -> str:
     """``ck-<workspace>-<block>-<action>-<hash10>``: stable, a DNS-1123 label of ≤ 63 chars.
 
-    The hash covers the four inputs exactly, so shortened or sanitised names never collide in
-    practice; the readable part is cut from its longest piece first.
+    ``workspace`` is the Workspace object's name (its identity, with ``namespace``: two
+    Workspaces whose ``workspace.poly`` names collide never share a Job name). The hash covers
+    the inputs exactly, so shortened or sanitised names never collide in practice; the readable
+    part is cut from its longest piece first.
     """
-    digest = hashlib.sha256("\0".join((workspace, commit, block, action)).encode()).hexdigest()
+    inputs = (namespace, workspace, commit, block, action)
+    digest = hashlib.sha256("\0".join(inputs).encode()).hexdigest()
     parts = [p for p in map(_dns_part, (workspace, block, action)) if p]
     room = _NAME_LIMIT - len("ck--") - _HASH_LENGTH
     while parts and len("-".join(parts)) > room:

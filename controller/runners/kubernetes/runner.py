@@ -29,10 +29,12 @@ from controller.runners.base import (
     redactions,
 )
 from controller.runners.events import parse_events
+from controller.runners.kubernetes.earlier import wait_for_earlier
 from controller.runners.kubernetes.manifests import (
     ANNOTATION_COMMIT,
     DEFAULT_PATH,
     LABEL_JOB,
+    LABEL_WORKSPACE,
     MAIN,
     MANAGED_BY,
     PREPARE,
@@ -42,6 +44,7 @@ from controller.runners.kubernetes.manifests import (
     job_manifest,
     job_name,
     job_outcome,
+    label_value,
     secret_manifest,
 )
 from controller.runners.output import LOG_TAIL_LINES, LogTail
@@ -85,6 +88,7 @@ class KubernetesRunner:
         self._namespace = namespace
         self._source = source
         self._labels = extra_labels(labels)
+        self._workspace_object = labels.get(LABEL_WORKSPACE)
         self._options = PodOptions(
             image=image,
             prepare_image=prepare_image or image,
@@ -166,7 +170,8 @@ class KubernetesRunner:
             )
         tail = LogTail(redactions(request), on_output)
         notes: list[str] = []
-        name = job_name(request.workspace, request.revision, request.block, request.action)
+        name = self.job_name(request)
+        await self._wait_for_earlier(request, name, notes)
         started = datetime.now(UTC)
         job, adopted = await self._start(request, name, notes)
         if adopted:
@@ -191,6 +196,36 @@ class KubernetesRunner:
         for note in notes:
             tail.add(note)
         return RunResult.ended(status, parse_events(message), tail, started, exit_code, name)
+
+    def workspace_object(self, request: ActionRequest) -> str:
+        """The Workspace object the runs belong to: the ``cratekeeper.dev/workspace`` label the
+        caller gave (the operator: the object's name), else the ``workspace.poly`` name."""
+        return self._workspace_object or request.workspace
+
+    def job_name(self, request: ActionRequest) -> str:
+        """The run's Job name, from the Workspace object's identity (namespace and name)."""
+        return job_name(
+            self.workspace_object(request),
+            request.revision,
+            request.block,
+            request.action,
+            namespace=self._namespace,
+        )
+
+    async def _wait_for_earlier(self, request: ActionRequest, name: str, notes: list[str]) -> None:
+        """Issue 10 point 6: this Workspace's other running Jobs end first (:mod:`.earlier`)."""
+        await wait_for_earlier(
+            self._kube,
+            self._namespace,
+            {
+                MANAGED_BY: "cratekeeper",
+                LABEL_WORKSPACE: label_value(self.workspace_object(request)),
+            },
+            name,
+            timeout=request.timeout + self._grace,
+            poll=self._poll,
+            notes=notes,
+        )
 
     async def _start(self, request: ActionRequest, name: str, notes: list[str]) -> tuple[Job, bool]:
         """Adopt the run's Job when a previous controller started it, else create it; resume it.
