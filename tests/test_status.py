@@ -399,12 +399,15 @@ def test_an_unreadable_applied_state_stops_the_reconcile(
     assert unreadable_patch(again, salvage_status(again), generation=2) == {}
 
 
-def test_a_damaged_state_file_is_salvaged_or_stops_the_cli(tmp_path: Path) -> None:
+def test_a_damaged_state_file_is_salvaged_or_stops_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "state.json"
     raw = _stored()
     raw["history"] = [*raw["history"], {"revision": 1}]  # type: ignore[misc]
     path.write_text(json.dumps(raw))
     assert [h.revision for h in load_state(path).history] == ["c" * 40, "b" * 40, "a" * 40]
+    assert "history[3] do not validate and are left out" in capsys.readouterr().err
     path.write_text(json.dumps(_stored(lastAppliedRevision=None, blocks=[{"name": "app"}])))
     with pytest.raises(StatusUnreadableError, match=r"blocks\[0\] do not validate"):
         load_state(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def load_state(path: Path) -> WorkspaceStatus:
             f"{path}: {', '.join(salvaged.unreadable)} do not validate (a hand edit or a newer "
             "cratekeeper wrote them); repair them, or move the file away to start over "
             "(every block runs again)"
+        )
+    if salvaged.dropped:
+        print(
+            f"warning: {path}: {', '.join(salvaged.dropped)} do not validate and are left out",
+            file=sys.stderr,
         )
     return salvaged.status
 
