@@ -508,7 +508,10 @@ def test_rendered_crd_is_the_workspace_crd(tools: KubeTools, kv: Any) -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = [c["name"].upper() for c in version["additionalPrinterColumns"]]
-    assert columns == ["READY", "REVISION", "BLOCKS", "STATUS", "AGE"]
+    narrow = ["READY", "SUSPENDED", "REVISION", "BLOCKS", "STATUS", "AGE"]
+    assert columns == [*narrow, "SOURCE", "REF", "LAST RUN"]
+    wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1]
+    assert wide == ["Source", "Ref", "Last Run"]  # kubectl get -o wide
 
 
 # -- docs/install.md -----------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from prometheus_client.metrics import MetricWrapperBase
 from controller.api.status import WorkspaceStatus
 
 _LABELS = ("namespace", "name")
-# The conditions the status carries, and Suspended (from spec.suspend): the dashboard counts
-# Workspaces by them and the alert rules fire on them (charts/cratekeeper/dashboards/).
-CONDITIONS = ("Ready", "Reconciling", "Stalled")
+# The conditions the status carries (Suspended also straight from spec.suspend when the caller
+# knows it): the dashboard counts Workspaces by them and the alert rules fire on them
+# (charts/cratekeeper/dashboards/, templates/prometheusrule.yaml).
+CONDITIONS = ("Ready", "Reconciling", "Stalled", "Suspended")
 
 
 class OperatorMetrics:

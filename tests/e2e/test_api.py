@@ -53,7 +53,7 @@ def test_workspace_is_accepted_defaulted_and_listed(cluster: Cluster, namespace:
 
     table = cluster.run("-n", namespace, "get", "ws")  # the short name works too
     header = table.splitlines()[0].split()
-    assert header == ["NAME", "READY", "REVISION", "BLOCKS", "STATUS", "AGE"]
+    assert header == ["NAME", "READY", "SUSPENDED", "REVISION", "BLOCKS", "STATUS", "AGE"]
     assert table.splitlines()[1].split()[0] == "acme-staging-1"
 
 
