@@ -227,3 +227,22 @@ def test_extraenv_cannot_replace_the_workspace_kubeconfig(tmp_path: Path, kubeco
     req = request(root, kubeconfig, "ns", playbook="play.yml", extraenv={"KUBECONFIG": "/x"})
     with pytest.raises(RunError, match="extraenv may not set KUBECONFIG"):
         asyncio.run(LocalRunner().run(req))
+
+
+def test_group_vars_beside_the_inventory_still_load_next_to_the_snapshot_plugin(
+    tmp_path: Path, kubeconfig: Path
+) -> None:
+    """Polycrate enables polycrate_vars alone (no group_vars); cratekeeper keeps both."""
+    play = (
+        "- hosts: web\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.assert: {that: [colour == 'blue', block.name == 'app']}\n"
+    )
+    root = workspace_with_block(tmp_path, a_block(tmp_path, play))
+    (root / "inventory.yml").write_text(
+        "all:\n  children:\n    web:\n      hosts:\n        localhost:\n"
+        "          ansible_python_interpreter: '{{ ansible_playbook_python }}'\n"
+    )
+    (root / "group_vars").mkdir()
+    (root / "group_vars" / "web.yml").write_text("colour: blue\n")
+    result = asyncio.run(LocalRunner().run(request(root, kubeconfig, "ns", playbook="play.yml")))
+    assert result.status == "succeeded", "\n".join(result.log_tail)

@@ -159,9 +159,17 @@ def script_text(request: ActionRequest, paths: RunPaths) -> str | None:
     return "\n".join((*SCRIPT_HEADER, *lines)) + "\n"
 
 
-def snapshot_text(request: ActionRequest, paths: RunPaths) -> str:
-    """The snapshot file's content (``-e @…`` and ``POLYCRATE_WORKSPACE_SNAPSHOT_YAML``)."""
-    return yaml.safe_dump(_plain(request.contract.snapshot(paths)), sort_keys=False)
+def snapshot_text(
+    request: ActionRequest, paths: RunPaths, env: Mapping[str, str] | None = None
+) -> str:
+    """The snapshot file's content (``-e @…`` and ``POLYCRATE_WORKSPACE_SNAPSHOT_YAML``).
+
+    Polycrate's snapshot carries the action's environment as ``env`` (the transaction log
+    shows it); when the model's snapshot has none, the runner's ``env`` is added."""
+    snapshot = dict(request.contract.snapshot(paths))
+    if env is not None and "env" not in snapshot:
+        snapshot["env"] = dict(sorted(env.items()))
+    return yaml.safe_dump(_plain(snapshot), sort_keys=False)
 
 
 def _plain(value: object) -> object:

@@ -120,7 +120,17 @@ class DockerRunner:
         tail = LogTail(redactions(request), on_output)
         started = datetime.now(UTC)
         name = container_name(request)
-        snapshot = snapshot_text(request, PATHS).encode()
+        env = action_env(
+            request,
+            PATHS,
+            home=f"{RUN_DIR}/home",
+            events_file=f"{RUN_DIR}/events.jsonl",
+            path=path,
+            plugins=PLUGINS_PATH,
+            in_container=True,
+            script=SCRIPT_PATH if request.has_script else None,
+        )
+        snapshot = snapshot_text(request, PATHS, env).encode()
         script = (script_text(request, PATHS) or "").encode()
         with (
             tempfile.TemporaryDirectory(prefix="cratekeeper-run-", dir=self.run_root) as tmp,
@@ -131,7 +141,7 @@ class DockerRunner:
             run_dir = Path(tmp)
             secrets = _Secrets(kubeconfig, snapshot_file, script_file)
             workspace = await asyncio.to_thread(self._prepare, request, run_dir, secrets)
-            spec = self._spec(request, name, run_dir, secrets, path, workspace)
+            spec = self._spec(request, name, run_dir, secrets, env, workspace)
             exit_code, timed_out = await self._supervise(spec, tail, request.timeout)
             events = read_events(run_dir / "events.jsonl")
             if workspace != request.workspace_dir:
@@ -164,20 +174,10 @@ class DockerRunner:
         name: str,
         run_dir: Path,
         secrets: _Secrets,
-        path: str,
+        env: dict[str, str],
         workspace: Path,
     ) -> dict[str, Any]:
         """The ``containers.create`` arguments of one run."""
-        env = action_env(
-            request,
-            PATHS,
-            home=f"{RUN_DIR}/home",
-            events_file=f"{RUN_DIR}/events.jsonl",
-            path=path,
-            plugins=PLUGINS_PATH,
-            in_container=True,
-            script=SCRIPT_PATH if request.has_script else None,
-        )
         return {
             "image": self.image,
             "command": command(

@@ -71,6 +71,7 @@ class LocalRunner:
             tempfile.TemporaryDirectory(prefix="cratekeeper-run-") as tmp,
             kubeconfig_file(request.kubeconfig) as kubeconfig,
             kubeconfig_file(b"") as snapshot,  # memory-backed, 0600: it may hold secrets
+            kubeconfig_file(b"") as script,  # rendered lines may quote secret config too
         ):
             run_dir = Path(tmp)
             home = run_dir / "home"
@@ -78,12 +79,9 @@ class LocalRunner:
             paths = RunPaths(
                 root=str(request.workspace_dir), kubeconfig=str(kubeconfig), snapshot=str(snapshot)
             )
-            snapshot.write_text(snapshot_text(request, paths))
-            script = run_dir / "script.sh"
             text = script_text(request, paths)
             if text is not None:
                 script.write_text(text)
-                script.chmod(0o700)
             events = run_dir / "events.jsonl"
             env = action_env(
                 request,
@@ -95,6 +93,7 @@ class LocalRunner:
                 in_container=False,
                 script=str(script) if text is not None else None,
             )
+            snapshot.write_text(snapshot_text(request, paths, env))
             cwd = Path(workdir(request, paths))
             if not cwd.is_dir():
                 raise RunError(

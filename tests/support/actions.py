@@ -189,5 +189,6 @@ def check_contract(seen: dict[str, Any], root: str) -> None:
     snapshot = seen["snapshot_file"]
     assert snapshot["workspace"]["path"] == root
     assert snapshot["block"]["workdir"]["path"] == workdir
+    assert snapshot["env"]["POLYCRATE_BLOCK_WORKDIR"] == workdir  # the env, as Polycrate's has
     assert seen["vars"]["block"] == snapshot["block"]  # -e @snapshot: the same variables
     assert seen["vars"]["block"]["config"] == {"namespace": "ns1"}

@@ -174,13 +174,14 @@ class PodOptions:
     """``PATH`` of the main container (action_env replaces the image's environment)."""
 
 
-def secret_data(request: ActionRequest) -> dict[str, str]:
+def secret_data(request: ActionRequest, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The run's Secret ``data``: the decrypted kubeconfig, the snapshot, a script action's
     rendered script (which may quote secret config too) and the Workspace's kept artifacts
-    (bounded by :data:`controller.runners.artifacts.MAX_PACKED`), for prepare to lay back."""
+    (bounded by :data:`controller.runners.artifacts.MAX_PACKED`), for prepare to lay back.
+    ``env`` (the main container's, :func:`main_env`) goes into the snapshot as ``env``."""
     data = {
         "kubeconfig": request.kubeconfig,
-        "snapshot.yml": snapshot_text(request, PATHS).encode(),
+        "snapshot.yml": snapshot_text(request, PATHS, env).encode(),
     }
     script = script_text(request, PATHS)
     if script is not None:
@@ -191,7 +192,11 @@ def secret_data(request: ActionRequest) -> dict[str, str]:
 
 
 def secret_manifest(
-    request: ActionRequest, owner: Job, *, labels: Mapping[str, str] = {}
+    request: ActionRequest,
+    owner: Job,
+    *,
+    labels: Mapping[str, str] = {},
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The run's Secret, owned by its Job so that it is collected with it.
 
@@ -216,7 +221,7 @@ def secret_manifest(
         },
         "type": "Opaque",
         "immutable": True,
-        "data": secret_data(request),
+        "data": secret_data(request, env),
     }
 
 

@@ -45,6 +45,7 @@ from controller.runners.kubernetes.manifests import (
     job_name,
     job_outcome,
     label_value,
+    main_env,
     secret_manifest,
 )
 from controller.runners.output import LOG_TAIL_LINES, LogTail
@@ -265,7 +266,8 @@ class KubernetesRunner:
 
     async def _ensure_secret(self, request: ActionRequest, job: Job) -> None:
         """The run's Secret, owned by ``job``; a stale one of an earlier Job is replaced."""
-        manifest = secret_manifest(request, job, labels=self._labels)
+        env = main_env(request, self._options)
+        manifest = secret_manifest(request, job, labels=self._labels, env=env)
         try:
             await self._kube.create_secret(self._namespace, manifest)
             return
