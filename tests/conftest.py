@@ -2,7 +2,8 @@
 
 Also, before any test runs: helm and kubectl from the dev dependency that ships them
 (tests/support/tools.py) go first on ``PATH``, so tests that look for them there find them; and
-in CI (``CI=true``) any skip except an ``e2e`` test's fails the run (tests/support/ci_skips.py).
+in CI (``CI=true``) any skip except an ``e2e`` test's fails the run (tests/support/ci_skips.py);
+``--cpu-durations=N`` lists the tests costing the most CPU (tests/support/cpu_time.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from tests.support.tools import ToolsUnavailable, kube_tools
 
 pytest_plugins = [
     "tests.support.ci_skips",
+    "tests.support.cpu_time",
     "tests.support.git_servers",
     "tests.support.oci_registry",
     "tests.support.kube_emulator",
