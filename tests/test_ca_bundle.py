@@ -1,9 +1,11 @@
 """A registry and a Git server behind a private CA are reachable once the CA is configured.
 
 One real HTTPS server (Python's, with a certificate made by ``openssl`` from a throw-away CA)
-serves both a registry's manifest HEAD and a bare repository over Git's "dumb" HTTP protocol.
-Without the CA every request fails certificate verification; with ``CRATEKEEPER_CA_BUNDLE``
-(the registry client) and ``GIT_SSL_CAINFO`` (git, which the chart sets alongside) it succeeds.
+fronts the real registry and serves a bare repository over Git's "dumb" HTTP protocol. Without
+the CA every request fails certificate verification; with ``CRATEKEEPER_CA_BUNDLE`` (the
+registry client) and ``GIT_SSL_CAINFO`` (git, which the chart sets alongside) the operator's side
+succeeds, and the kubernetes runner hands the same bundle to its Jobs' init container (the run's
+Secret, ``--ca-bundle`` and ``GIT_SSL_CAINFO``), which then checks out and pulls through it.
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from controller.errors import RegistryError
+from controller.api.spec import WorkspaceSpec
+from controller.errors import RegistryError, SettingsError
+from controller.kube import Kube
+from controller.operator.wiring import runner_factory
 from controller.refs import BlockRef
 from controller.registry.client import RegistryClient, RegistryOptions
 from controller.registry.pull import pull_block
 from controller.registry.push import push_block
-from controller.settings import load_settings
+from controller.runners.kubernetes import KubernetesRunner
+from controller.runners.prepare import main as prepare_main
+from controller.settings import Settings, load_settings
 from controller.source import gitcmd
 from tests.support.oci_registry import Registry
 from tests.support.registry_blocks import make_block
@@ -174,3 +181,43 @@ def test_git_server_behind_a_private_ca_needs_git_ssl_cainfo(
     monkeypatch.setenv("GIT_SSL_CAINFO", str(server.ca))
     out = gitcmd.git(["ls-remote", url, "refs/heads/main"])
     assert out.decode().split() == [server.head, "refs/heads/main"]
+
+
+def test_the_jobs_init_container_checks_out_and_pulls_through_the_private_ca(
+    server: Server, oci_registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m controller.runners.prepare`` as the Job runs it: --ca-bundle for the
+    registry, GIT_SSL_CAINFO (set on the container) for git."""
+    ref, digest = _push(server, oci_registry, tmp_path)
+    args = [
+        *("--repo", f"https://{server.netloc}/repo.git", "--commit", server.head),
+        *("--block", f"{ref}@{digest}", "--dest", str(tmp_path / "workspace")),
+        *("--cache", str(tmp_path / "cache")),
+    ]
+    monkeypatch.delenv("GIT_SSL_CAINFO", raising=False)
+    assert prepare_main(args) == 1  # neither git nor the registry trust the server
+
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(server.ca))
+    assert prepare_main([*args, "--ca-bundle", str(server.ca)]) == 0
+    assert (tmp_path / "workspace" / "workspace.poly").read_text() == "name: acme-staging-1\n"
+    pulled = tmp_path / "workspace" / "blocks" / ref.registry / "acme/apps/app-deploy"
+    assert (pulled / "block.poly").is_file()
+
+
+def test_the_operator_gives_its_ca_bundle_to_every_job(server: Server, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
+    kube = Kube.from_kubeconfig(kubeconfig)  # never reached: only manifests are built
+    spec = WorkspaceSpec.model_validate({"source": {"url": "https://git.example.com/ws.git"}})
+    settings = Settings(runner="kubernetes", ca_bundle=server.ca)
+    runner = runner_factory(settings, kube)("acme", "acme-staging-1", spec)
+    assert isinstance(runner, KubernetesRunner)
+    assert runner._options.ca_bundle == server.ca.read_bytes()
+
+    with pytest.raises(SettingsError, match="CRATEKEEPER_CA_BUNDLE: cannot read"):
+        runner_factory(Settings(runner="kubernetes", ca_bundle=tmp_path / "none.pem"), kube)

@@ -187,6 +187,32 @@ def test_pod_pulls_its_images_with_the_configured_pull_secrets_only(tmp_path: Pa
     assert pod["imagePullSecrets"] == [{"name": "ghcr"}, {"name": "mirror"}]
 
 
+def test_a_ca_bundle_reaches_only_the_init_container_through_the_runs_secret(
+    tmp_path: Path,
+) -> None:
+    plain = manifest(tmp_path)["spec"]["template"]["spec"]
+    assert "ca" not in {v["name"] for v in plain["volumes"]}
+    assert "--ca-bundle" not in plain["initContainers"][0]["args"]
+    assert "ca.crt" not in secret_data(make_request(tmp_path))
+
+    pem = b"-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
+    pod = manifest(tmp_path, ca_bundle=pem)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "ca"]
+    assert volume["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]  # nothing else
+    (prepare,) = pod["initContainers"]
+    assert {"name": "ca", "mountPath": "/etc/cratekeeper/ca", "readOnly": True} in prepare[
+        "volumeMounts"
+    ]
+    args = prepare["args"]
+    assert args[args.index("--ca-bundle") + 1] == "/etc/cratekeeper/ca/ca.crt"
+    env = {e["name"]: e["value"] for e in prepare["env"]}
+    assert env["GIT_SSL_CAINFO"] == "/etc/cratekeeper/ca/ca.crt"
+    (main,) = pod["containers"]
+    assert "ca" not in {m["name"] for m in main["volumeMounts"]}
+    data = secret_data(make_request(tmp_path), ca_bundle=pem)
+    assert base64.b64decode(data["ca.crt"]) == pem
+
+
 def test_kubeconfig_reaches_the_pod_through_a_memory_backed_secret_volume(tmp_path: Path) -> None:
     pod = manifest(tmp_path)["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}

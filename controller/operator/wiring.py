@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from controller.api.spec import WorkspaceSpec
+from controller.errors import SettingsError
 from controller.kube import Kube
 from controller.registry import RegistryClient, RegistryOptions
 from controller.runners.base import ActionRequest, OutputHandler, Runner, RunResult
@@ -38,6 +39,9 @@ def runner_factory(settings: Settings, kube: Kube) -> RunnerFactory:
 
         return docker
 
+    # Read once: the Jobs' init container gets the same CAs as the operator (in the run's Secret).
+    ca_bundle = _read_ca_bundle(settings.ca_bundle)
+
     def kubernetes(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
         return KubernetesRunner.for_workspace(
             kube,
@@ -47,10 +51,22 @@ def runner_factory(settings: Settings, kube: Kube) -> RunnerFactory:
             default_image_pull_secrets=settings.job_image_pull_secrets,
             prepare_image=settings.prepare_image,
             insecure_registries=settings.insecure_registries,
+            ca_bundle=ca_bundle,
             labels={LABEL_WORKSPACE: name},
         )
 
     return kubernetes
+
+
+def _read_ca_bundle(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SettingsError(
+            f"CRATEKEEPER_CA_BUNDLE: cannot read {path}: {exc.strerror}; name a PEM file"
+        ) from None
 
 
 def registry_client(settings: Settings, docker_config: Path | None) -> RegistryClient:

@@ -60,6 +60,8 @@ class PrepareOptions:
     under ``dest`` when the file exists."""
     artifacts_dir: str = ""
     """The block's artifacts folder relative to ``dest``, made if missing."""
+    ca_bundle: Path | None = None
+    """PEM file registries' certificates are checked against (git reads ``GIT_SSL_CAINFO``)."""
 
 
 def prepare(options: PrepareOptions) -> PulledBlock | None:
@@ -96,6 +98,7 @@ def prepare(options: PrepareOptions) -> PulledBlock | None:
             insecure_registries=options.insecure_registries,
             docker_config=docker_config,
             cache_dir=options.cache / "registry",
+            ca_bundle=options.ca_bundle,
         )
     )
     return pull_block(options.block, options.dest, client=client)
@@ -136,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--artifacts", type=Path, help="kept artifacts to lay back, if present")
     parser.add_argument("--artifacts-dir", default="", help="the block's artifacts folder")
+    parser.add_argument("--ca-bundle", type=Path, help="PEM file of CAs for HTTPS registries")
     parser.add_argument("--termination-log", type=Path, help="write a failure message here")
     return parser
 
@@ -155,6 +159,7 @@ def options_from(args: argparse.Namespace) -> PrepareOptions:
         insecure_registries=tuple(args.insecure_registry),
         artifacts=args.artifacts,
         artifacts_dir=args.artifacts_dir,
+        ca_bundle=args.ca_bundle,
     )
 
 

@@ -48,6 +48,8 @@ RUN_DIR = "/run/cratekeeper"  # the run's Secret: kubeconfig, snapshot.yml, scri
 GIT_AUTH_DIR = "/etc/cratekeeper/git"
 KEPT_DIR = "/etc/cratekeeper/kept"  # the run Secret's kept artifacts only, for prepare
 KEPT_KEY = "artifacts.tar.gz"
+CA_DIR = "/etc/cratekeeper/ca"  # the run Secret's CA bundle only, for prepare
+CA_KEY = "ca.crt"
 REGISTRY_AUTH_DIR = "/etc/cratekeeper/registry"
 EVENTS_FILE = f"{TMP_DIR}/cratekeeper-events.jsonl"
 TERMINATION_LOG = "/dev/termination-log"
@@ -172,9 +174,17 @@ class PodOptions:
     insecure_registries: tuple[str, ...] = ()
     path: str = DEFAULT_PATH
     """``PATH`` of the main container (action_env replaces the image's environment)."""
+    ca_bundle: bytes | None = field(default=None, repr=False)
+    """PEM bundle the init container checks HTTPS Git servers and registries against, instead
+    of the image's CAs (the chart's bundle holds the system CAs and the private ones)."""
 
 
-def secret_data(request: ActionRequest, env: Mapping[str, str] | None = None) -> dict[str, str]:
+def secret_data(
+    request: ActionRequest,
+    env: Mapping[str, str] | None = None,
+    *,
+    ca_bundle: bytes | None = None,
+) -> dict[str, str]:
     """The run's Secret ``data``: the decrypted kubeconfig, the snapshot, a script action's
     rendered script (which may quote secret config too) and the Workspace's kept artifacts
     (bounded by :data:`controller.runners.artifacts.MAX_PACKED`), for prepare to lay back.
@@ -188,6 +198,8 @@ def secret_data(request: ActionRequest, env: Mapping[str, str] | None = None) ->
         data["script.sh"] = script.encode()
     if (request.workspace_dir / KEPT).is_dir():  # what the pipeline laid back: to the pod
         data[KEPT_KEY] = pack(request.workspace_dir)
+    if ca_bundle is not None:
+        data[CA_KEY] = ca_bundle
     return {key: base64.b64encode(value).decode() for key, value in data.items()}
 
 
@@ -197,10 +209,12 @@ def secret_manifest(
     *,
     labels: Mapping[str, str] = {},
     env: Mapping[str, str] | None = None,
+    ca_bundle: bytes | None = None,
 ) -> dict[str, Any]:
     """The run's Secret, owned by its Job so that it is collected with it.
 
-    ``labels`` (see :func:`extra_labels`) are merged over :func:`run_labels`, as on the Job.
+    ``labels`` (see :func:`extra_labels`) are merged over :func:`run_labels`, as on the Job;
+    ``ca_bundle`` is :attr:`PodOptions.ca_bundle`.
     """
     return {
         "apiVersion": "v1",
@@ -221,7 +235,7 @@ def secret_manifest(
         },
         "type": "Opaque",
         "immutable": True,
-        "data": secret_data(request, env),
+        "data": secret_data(request, env, ca_bundle=ca_bundle),
     }
 
 
@@ -241,6 +255,8 @@ def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOp
         args += ["--docker-config", f"{REGISTRY_AUTH_DIR}/config.json"]
     for host in options.insecure_registries:
         args += ["--insecure-registry", host]
+    if options.ca_bundle is not None:
+        args += ["--ca-bundle", f"{CA_DIR}/{CA_KEY}"]
     return args
 
 
@@ -329,6 +345,20 @@ def job_manifest(
         volumes.append(
             {"name": "git-auth", "secret": {"secretName": source.git_secret, "defaultMode": 0o440}}
         )
+    prepare_env = {"HOME": HOME_DIR, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+    if options.ca_bundle is not None:
+        prepare_mounts.append(_mount("ca", CA_DIR, read_only=True))
+        volumes.append(
+            {
+                "name": "ca",
+                "secret": {
+                    "secretName": name,
+                    "defaultMode": 0o444,
+                    "items": [{"key": CA_KEY, "path": CA_KEY}],
+                },
+            }
+        )
+        prepare_env["GIT_SSL_CAINFO"] = f"{CA_DIR}/{CA_KEY}"  # git's own; the registry: --ca-bundle
     if source.registry_secret:
         prepare_mounts.append(_mount("registry-auth", REGISTRY_AUTH_DIR, read_only=True))
         volumes.append(
@@ -347,7 +377,7 @@ def job_manifest(
         "command": ["python", "-m", "controller.runners.prepare"],
         "args": prepare_args(request, source, options),
         "workingDir": TMP_DIR,
-        "env": _env_list({"HOME": HOME_DIR, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}),
+        "env": _env_list(prepare_env),
         "volumeMounts": prepare_mounts,
         **common,
     }

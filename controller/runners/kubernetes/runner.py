@@ -80,6 +80,7 @@ class KubernetesRunner:
         ttl_seconds_after_finished: int = 3600,
         insecure_registries: Sequence[str] = (),
         path: str = DEFAULT_PATH,
+        ca_bundle: bytes | None = None,
         labels: Mapping[str, str] = {},
         poll_interval: float = 2.0,
         deadline_grace: float = 60.0,
@@ -99,6 +100,7 @@ class KubernetesRunner:
             ttl_seconds_after_finished=ttl_seconds_after_finished,
             insecure_registries=tuple(insecure_registries),
             path=path,
+            ca_bundle=ca_bundle,
         )
         self._poll = poll_interval
         self._grace = deadline_grace
@@ -267,7 +269,9 @@ class KubernetesRunner:
     async def _ensure_secret(self, request: ActionRequest, job: Job) -> None:
         """The run's Secret, owned by ``job``; a stale one of an earlier Job is replaced."""
         env = main_env(request, self._options)
-        manifest = secret_manifest(request, job, labels=self._labels, env=env)
+        manifest = secret_manifest(
+            request, job, labels=self._labels, env=env, ca_bundle=self._options.ca_bundle
+        )
         try:
             await self._kube.create_secret(self._namespace, manifest)
             return
