@@ -389,6 +389,15 @@ def test_alerts_fire_as_documented(tools: KubeTools, promtool: str, tmp_path: Pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_the_docs_list_every_metric_the_operator_exports() -> None:
+    families = {family.name for family in OperatorMetrics().registry.collect()}
+    for doc in (ROOT / "docs" / "install.md", ROOT / "docs" / "operator.md"):
+        text = doc.read_text()
+        for name in families:
+            counter = f"{name}_total"
+            assert f"`{name}`" in text or f"`{counter}`" in text, f"{doc.name} omits {name}"
+
+
 # -- the gauges behind them ----------------------------------------------------------------------
 
 
