@@ -211,6 +211,14 @@ class SecretInvalidError(CratekeeperError):
     reason = "SecretInvalid"
 
 
+class NotifyError(CratekeeperError):
+    """A commit status or an alert could not be delivered (the forge or chat service is down,
+    refused the token, or a notification Secret is missing). Never fails a run; the message
+    names the channel and the Secret, never a token or a webhook URL."""
+
+    reason = "NotificationFailed"
+
+
 class InternalError(CratekeeperError):
     """Something failed that cratekeeper did not expect (a bug, a full disk): the details are
     in the controller's log; the message names only the exception type (it may hold secrets)."""

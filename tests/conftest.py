@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.support.oci_registry",
     "tests.support.kube_emulator",
     "tests.support.docker_engine",
+    "tests.support.http_recorder",
 ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -135,6 +135,73 @@ class RunnerSpec(_Model):
     )
 
 
+ForgeProvider = Literal["github", "gitlab", "gitea"]
+AlertType = Literal["slack", "teams", "webhook"]
+EventKind = Literal["RunFailed", "RunSucceeded", "RollbackApplied", "DriftFound", "Stalled"]
+EVENT_KINDS: tuple[EventKind, ...] = (
+    "RunFailed",
+    "RunSucceeded",
+    "RollbackApplied",
+    "DriftFound",
+    "Stalled",
+)
+
+
+class CommitStatusSpec(_Model):
+    """A commit status on the forge for each revision attempted (docs/notifications.md)."""
+
+    secret_ref: SecretRef = Field(
+        alias="secretRef", description="Secret with the forge API token (key token)."
+    )
+    provider: ForgeProvider | None = Field(
+        default=None,
+        description="github, gitlab or gitea (Forgejo too); derived from spec.source.url's "
+        "host when unset (github.com, gitlab.*, gitea.*, forgejo.*, codeberg.org).",
+    )
+    api_url: str | None = Field(
+        default=None,
+        alias="apiURL",
+        pattern=r"^https?://[^/@\s]+(/.*)?$",
+        description="The forge's API root (GitHub Enterprise: https://HOST/api/v3, GitLab: "
+        "https://HOST/api/v4, Gitea: https://HOST/api/v1); derived from the source URL's host "
+        "when unset.",
+    )
+    repository: str | None = Field(
+        default=None,
+        pattern=r"^[^/\s]+(/[^/\s]+)+$",
+        description="owner/repo (GitLab: group/subgroup/project); the source URL's path when "
+        "unset.",
+    )
+
+
+class AlertSpec(_Model):
+    """One alert channel: which events go where (docs/notifications.md)."""
+
+    type: AlertType = Field(description="slack, teams or webhook (JSON, HMAC-SHA256 signed).")
+    secret_ref: SecretRef = Field(
+        alias="secretRef",
+        description="Secret with the webhook URL (key address); for type webhook also the "
+        "HMAC key (key token).",
+    )
+    events: list[EventKind] = Field(
+        default_factory=lambda: list(EVENT_KINDS),
+        min_length=1,
+        description="The event kinds sent (default: all).",
+    )
+    window: Duration = Field(
+        default="1h",
+        description="At most one alert per event kind and revision in this window, so a "
+        "retry loop never floods the channel.",
+    )
+
+
+class NotifySpec(_Model):
+    """Who hears about this Workspace's runs."""
+
+    commit_status: CommitStatusSpec | None = Field(default=None, alias="commitStatus")
+    alerts: list[AlertSpec] = Field(default_factory=list)
+
+
 class WorkspaceSpec(_Model):
     """What a Workspace asks for."""
 
@@ -143,6 +210,9 @@ class WorkspaceSpec(_Model):
     decryption: DecryptionSpec = Field(default_factory=DecryptionSpec)
     action: str = Field(default="deploy", min_length=1, description="Action run per change.")
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    notify: NotifySpec = Field(
+        default_factory=NotifySpec, description="Commit statuses on the forge and alerts."
+    )
     suspend: bool = Field(default=False, description="Stop applying; status stays as it is.")
     history_limit: int = Field(
         default=10, ge=1, le=100, alias="historyLimit", description="History entries kept."
