@@ -882,7 +882,19 @@ def test_run_script_puts_the_first_failed_task_and_the_stats_in_the_termination_
     assert events.failed_task == "breaks here"
     assert (events.counts.ok, events.counts.failed) == (1, 1)
 
-    # A playbook that matched no host exits 0; the termination message still tells.
+    # A playbook that matched no host exits 0; the termination message still tells (and
+    # counts the files written under the block's artifacts folder, which are not kept).
+    env["CRATEKEEPER_ARTIFACTS_DIR"] = str(tmp_path / "ws" / request.artifacts_dir)
+    args = [
+        "/bin/sh",
+        "-c",
+        'mkdir -p "$CRATEKEEPER_ARTIFACTS_DIR" && touch "$CRATEKEEPER_ARTIFACTS_DIR/x" && '
+        f'{ANSIBLE} "$@"',
+        "x",
+        "-e",
+        f"@{tmp_path / 'snapshot.yml'}",
+        "deploy.yml",
+    ]
     (block / "deploy.yml").write_text("- hosts: all\n  tasks: [{ping: {}}]\n")
     (tmp_path / "events.jsonl").unlink()
     proc = subprocess.run(
@@ -895,6 +907,7 @@ def test_run_script_puts_the_first_failed_task_and_the_stats_in_the_termination_
     assert proc.returncode == 0, proc.stdout.decode()
     events = parse_events((tmp_path / "termination-log").read_text())
     assert events.nothing_ran is not None and "matched no host" in events.nothing_ran
+    assert events.artifacts_written == 1
 
 
 def test_prepare_lays_out_the_workspace_at_the_commit_and_the_block_at_the_digest(
@@ -1009,3 +1022,24 @@ async def test_an_earlier_job_left_suspended_is_deleted_not_waited_for(
     job = kube_emulator.get(JOBS, old_name, namespace=namespace)
     assert job is None or job["metadata"].get("deletionTimestamp")
     task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_artifacts_a_job_wrote_are_named_as_not_kept(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    request = make_request(tmp_path)
+    name = run_name(request, namespace)
+    task = start(run_task, runner_for(kube, namespace), request)
+    await running_job(kube_emulator, namespace, name)
+    message = f'{{"event": "artifacts", "written": 2}}\n{STATS}\n'
+    make_pod(
+        kube_emulator, namespace, name, main={"terminated": {"exitCode": 0, "message": message}}
+    )
+    finish_job(kube_emulator, namespace, name, "Complete")
+    result = await asyncio.wait_for(task, 10)
+    assert result.status == "succeeded" and result.counts.ok == 4
+    assert any(
+        "wrote 2 file(s) under artifacts/blocks/app/" in line and "does not bring them back" in line
+        for line in result.log_tail
+    )

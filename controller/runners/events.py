@@ -27,6 +27,9 @@ class Events:
     """Playbook runs that reached their end (a script action may run several, or none)."""
     hostless_playbooks: int = 0
     """Of those, the runs in which no play matched a host."""
+    artifacts_written: int = 0
+    """Files the action wrote under its artifacts folder, when the runner counts them (the
+    kubernetes runner, which cannot keep them)."""
 
     @property
     def nothing_ran(self) -> str | None:
@@ -45,7 +48,7 @@ def parse_events(text: str) -> Events:
     """
     totals = dict.fromkeys(_COUNT_FIELDS, 0)
     failed_task: str | None = None
-    playbooks = hostless = 0
+    playbooks = hostless = written = 0
     for raw in text.splitlines():
         try:
             event = json.loads(raw)
@@ -55,6 +58,8 @@ def parse_events(text: str) -> Events:
             continue
         if event.get("event") == "task" and event.get("status") == "failed" and not failed_task:
             failed_task = str(event.get("task"))
+        if event.get("event") == "artifacts" and isinstance(event.get("written"), int):
+            written = max(written, event["written"])
         if event.get("event") == "stats":
             try:
                 counts = {k: int(event.get(k, 0)) for k in _COUNT_FIELDS}
@@ -65,7 +70,7 @@ def parse_events(text: str) -> Events:
                 totals[key] += value
             playbooks += 1
             hostless += 1 if without >= plays else 0
-    return Events(TaskCounts(**totals), failed_task, playbooks, hostless)
+    return Events(TaskCounts(**totals), failed_task, playbooks, hostless, written)
 
 
 def read_events(path: Path) -> Events:

@@ -60,19 +60,30 @@ PATHS = RunPaths(
 )
 """Where the action finds the workspace, the kubeconfig and the snapshot in the pod."""
 
-# The main container's entry point. It runs the action, then copies the first failed task and
-# the last stats lines (one per playbook run) of the callback's events into the termination
-# message (the kubelet keeps at most 4 KiB, from the end: the last stats line always survives),
-# and exits with the action's code.
-# Only sh, grep, head and tail are needed, so any Ansible execution image will do.
+# The main container's entry point. It runs the action, then copies the first failed task, a
+# count of the files the action wrote under its block's artifacts folder (they are not brought
+# back: docs/kubernetes-runner.md, "Artifacts"), and the last stats lines (one per playbook
+# run) of the callback's events into the termination message (the kubelet keeps at most 4 KiB,
+# from the end: the last stats line always survives), and exits with the action's code.
+# Only sh, grep, head, tail, find and wc are needed, so any Ansible execution image will do.
 RUN_SCRIPT = """\
+start="$CRATEKEEPER_EVENTS_FILE.start"
+: > "$start"
 "$@"
 rc=$?
-if [ -f "$CRATEKEEPER_EVENTS_FILE" ]; then
-  { grep '"status": "failed"' "$CRATEKEEPER_EVENTS_FILE" | head -n 1
+{
+  if [ -f "$CRATEKEEPER_EVENTS_FILE" ]; then
+    grep '"status": "failed"' "$CRATEKEEPER_EVENTS_FILE" | head -n 1
+  fi
+  if [ -d "$CRATEKEEPER_ARTIFACTS_DIR" ]; then
+    n=$(find "$CRATEKEEPER_ARTIFACTS_DIR" -type f -newer "$start" 2>/dev/null | wc -l)
+    n=$((n + 0))
+    if [ "$n" -gt 0 ]; then echo "{\\"event\\": \\"artifacts\\", \\"written\\": $n}"; fi
+  fi
+  if [ -f "$CRATEKEEPER_EVENTS_FILE" ]; then
     grep '"event": "stats"' "$CRATEKEEPER_EVENTS_FILE" | tail -n 10
-  } > "${CRATEKEEPER_TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null
-fi
+  fi
+} > "${CRATEKEEPER_TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null
 exit $rc
 """
 
@@ -261,8 +272,9 @@ def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOp
 
 
 def main_env(request: ActionRequest, options: PodOptions) -> dict[str, str]:
-    """The main container's environment: the local runner's, with the pod's paths."""
-    return action_env(
+    """The main container's environment: the local runner's, with the pod's paths (and the
+    block's artifacts folder, for :data:`RUN_SCRIPT`'s count)."""
+    env = action_env(
         request,
         PATHS,
         home=HOME_DIR,
@@ -272,6 +284,8 @@ def main_env(request: ActionRequest, options: PodOptions) -> dict[str, str]:
         in_container=True,
         script=SCRIPT_FILE if request.has_script else None,
     )
+    env["CRATEKEEPER_ARTIFACTS_DIR"] = PATHS.under_root(request.artifacts_dir)
+    return env
 
 
 def _security_context() -> dict[str, Any]:

@@ -196,9 +196,16 @@ class KubernetesRunner:
                     f"cratekeeper: Job {name} ran past activeDeadlineSeconds "
                     f"({request.timeout:g}s) and was stopped"
                 )
+        events = parse_events(message)
+        if events.artifacts_written:
+            notes.append(
+                f"cratekeeper: the Job wrote {events.artifacts_written} file(s) under "
+                f"{request.artifacts_dir}/; the kubernetes runner does not bring them back yet, "
+                "so later runs do not see them (docs/kubernetes-runner.md, Artifacts)"
+            )
         for note in notes:
             tail.add(note)
-        return RunResult.ended(status, parse_events(message), tail, started, exit_code, name)
+        return RunResult.ended(status, events, tail, started, exit_code, name)
 
     def workspace_object(self, request: ActionRequest) -> str:
         """The Workspace object the runs belong to: the ``cratekeeper.dev/workspace`` label the
