@@ -43,7 +43,11 @@ from controller.secrets import (
     read_secrets_poly,
     secret_values,
 )
-from controller.source import GitRef, GitTree, Revision
+from controller.source import GitTree, Revision
+from controller.source.applied import (  # re-exported: callers import them from here too
+    previous_revision as previous_revision,
+)
+from controller.source.applied import ref_label as ref_label
 from controller.status import ReconcileOutcome, RunOutcome, applied_blocks, is_applied
 from controller.tree import Tree
 from controller.workspace import (
@@ -81,26 +85,6 @@ class PipelineContext:
     artifacts: ArtifactStore | None = None
     """Where this Workspace's kept ``artifacts/blocks/`` live between runs (DESIGN §2): laid
     back into the export before the first run, saved after each successful one."""
-
-
-def ref_label(ref: GitRef) -> str:
-    """``branch:main``, ``tag:v1`` or ``commit:<sha>``: the ref as ``lastAppliedRef`` keeps it.
-
-    The last applied commit guards against rewritten history only while the ref is the same:
-    a fetch of another branch passes ``previous=None`` (see :func:`previous_revision`).
-    """
-    return f"{ref.kind.value}:{ref.name}"
-
-
-def previous_revision(status: WorkspaceStatus, ref: GitRef) -> str | None:
-    """The commit ``ref``'s next commit must descend from: the last applied one while the ref
-    is the one it was applied from; ``None`` after a switch (another branch is not a
-    force-push) or when that ref is unknown (the status predates ``lastAppliedRef``: refusing
-    then would keep a Workspace that already switched refs stuck; the next success or no-op
-    records the ref)."""
-    if status.last_applied_ref != ref_label(ref):
-        return None
-    return status.last_applied_revision
 
 
 def _now() -> datetime:

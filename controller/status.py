@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from controller.api.status import (
     BlockStatus,
@@ -23,7 +24,9 @@ from controller.api.status import (
     WorkspaceStatus,
 )
 from controller.errors import CratekeeperError, KubeconfigError, RegistryError, WorkspaceError
-from controller.plan import AppliedBlock, Run
+
+if TYPE_CHECKING:  # the planner (and the workspace model under it) only where it is used:
+    from controller.plan import AppliedBlock, Run  # a no-op reconcile never plans
 
 DEFAULT_HISTORY_LIMIT = 10
 
@@ -83,6 +86,8 @@ class ReconcileOutcome:
 
 def applied_blocks(status: WorkspaceStatus) -> list[AppliedBlock]:
     """The applied state the planner compares against."""
+    from controller.plan import AppliedBlock
+
     return [AppliedBlock(b.name, b.from_, b.digest, b.config_hash) for b in status.blocks]
 
 

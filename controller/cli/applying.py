@@ -3,32 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from controller.api.status import WorkspaceStatus
 from controller.cli.state import exclusive, load_state, save_state
 from controller.errors import CratekeeperError
-from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
-from controller.refs import BlockRef
-from controller.registry import (
-    DockerConfig,
-    RegistryClient,
-    RegistryOptions,
-    pull_block,
-    push_block,
-)
-from controller.registry.helpers import run_helper
-from controller.runners.artifacts import DirectoryStore
-from controller.runners.base import Runner
-from controller.runners.local import LocalRunner
-from controller.secrets import AgeKeys
 from controller.settings import Settings, load_settings
 from controller.source import GitRef, Revision, fetch, local_ref, local_revision
-from controller.status import failure, record
+from controller.source.applied import previous_revision, ref_label
+from controller.status import ReconcileOutcome, failure, is_applied, record
+
+# The pipeline, the registry client and the runners are imported where they are used: a
+# reconcile with nothing to do (the commit is applied) never needs them, and costs one
+# ls-remote plus this process's start-up (issue 11 point 3; tests/test_cli_startup.py).
+if TYPE_CHECKING:
+    from controller.api.status import WorkspaceStatus
+    from controller.registry import RegistryClient
+    from controller.runners.base import Runner
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -55,6 +51,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _registry(args: argparse.Namespace, settings: Settings) -> RegistryClient:
     """The CLI's registry client: a ``--docker-config`` may name credential helpers (the
     operator never runs those)."""
+    from controller.registry import DockerConfig, RegistryClient, RegistryOptions
+    from controller.registry.helpers import run_helper
+
     config = None
     if getattr(args, "docker_config", None):
         config = DockerConfig.from_file(Path(args.docker_config), helpers=run_helper)
@@ -62,6 +61,9 @@ def _registry(args: argparse.Namespace, settings: Settings) -> RegistryClient:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
+    from controller.refs import BlockRef
+    from controller.registry import push_block
+
     settings = _settings(args)
     ref = BlockRef.parse(args.ref)
     digest = push_block(Path(args.dir), ref, client=_registry(args, settings))
@@ -70,6 +72,9 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
+    from controller.refs import BlockRef
+    from controller.registry import pull_block
+
     settings = _settings(args)
     pulled = pull_block(BlockRef.parse(args.ref), Path(args.dest), client=_registry(args, settings))
     print(f"pulled {pulled.ref} into {pulled.path}")
@@ -129,6 +134,55 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
 
     revision, ref = _revision(args, settings, state)
     progress(f"revision {revision.sha[:12]} {revision.subject!r} by {revision.author}")
+    if is_applied(state, revision.sha):
+        outcome = _up_to_date(revision, args.action, ref)
+        progress(f"revision {revision.sha[:12]} is already applied: nothing to do")
+    else:
+        outcome = _apply(args, settings, state, state_path, revision, ref, progress)
+    save_state(state_path, record(state, outcome))
+    if outcome.up_to_date or outcome.succeeded:
+        progress(f"applied {revision.sha[:12]}; state in {state_path}")
+        return 0
+    failed = failure(outcome)
+    reason = failed.reason if failed else "RunFailed"  # the failed step: pull, run, ...
+    print(f"error: {reason}: revision {revision.sha[:12]} was not applied", file=sys.stderr)
+    if outcome.error:
+        print(f"error: {outcome.error}", file=sys.stderr)
+    return 1
+
+
+def _up_to_date(revision: Revision, action: str, ref: str | None) -> ReconcileOutcome:
+    """The outcome the pipeline gives an applied revision (its first step), without the
+    pipeline: nothing runs, so nothing of the pipeline is imported."""
+    now = datetime.now(UTC)
+    return ReconcileOutcome(
+        revision=revision.sha,
+        subject=revision.subject,
+        author=revision.author,
+        action=action,
+        started=now,
+        finished=now,
+        ref=ref,
+        up_to_date=True,
+    )
+
+
+def _apply(
+    args: argparse.Namespace,
+    settings: Settings,
+    state: WorkspaceStatus,
+    state_path: Path,
+    revision: Revision,
+    ref: str | None,
+    progress: Callable[[str], None],
+) -> ReconcileOutcome:
+    """The pipeline on ``revision``: something may run."""
+    import asyncio
+
+    from controller.pipeline import PipelineContext, reconcile
+    from controller.runners.artifacts import DirectoryStore
+    from controller.secrets import AgeKeys
+
     ctx = PipelineContext(
         runner=_runner(settings),
         registry=_registry(args, settings),
@@ -142,17 +196,7 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
         ref=ref,
         artifacts=DirectoryStore(artifacts_path(state_path)),
     )
-    outcome = asyncio.run(reconcile(revision, state, ctx, progress))
-    save_state(state_path, record(state, outcome))
-    if outcome.up_to_date or outcome.succeeded:
-        progress(f"applied {revision.sha[:12]}; state in {state_path}")
-        return 0
-    failed = failure(outcome)
-    reason = failed.reason if failed else "RunFailed"  # the failed step: pull, run, ...
-    print(f"error: {reason}: revision {revision.sha[:12]} was not applied", file=sys.stderr)
-    if outcome.error:
-        print(f"error: {outcome.error}", file=sys.stderr)
-    return 1
+    return asyncio.run(reconcile(revision, state, ctx, progress))
 
 
 def _runner(settings: Settings) -> Runner:
@@ -162,6 +206,8 @@ def _runner(settings: Settings) -> Runner:
 
         return DockerRunner(settings.execution_image, network_mode=settings.docker_network)
     if settings.runner == "local":
+        from controller.runners.local import LocalRunner
+
         return LocalRunner()
     raise CratekeeperError(
         "the kubernetes runner runs inside the operator (cratekeeper run); "
