@@ -20,9 +20,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CRATEKEEPER_", extra="ignore")
 
-    runner: Literal["local", "docker", "kubernetes"] = Field(
-        default="local",
-        description="Where actions run: ansible-playbook here, a Docker container, or a Job.",
+    runner: Literal["local", "docker", "kubernetes"] | None = Field(
+        default=None,
+        description="Where actions run: ansible-playbook here, a Docker container, or a Job. "
+        "Unset: the operator (`run`) starts Kubernetes Jobs, the CLI runs ansible-playbook here; "
+        "the operator runs Ansible in its own process only with an explicit `local`.",
     )
     execution_image: str = Field(
         default="ghcr.io/cratekeeper/cratekeeper-execution:0.1.0",
@@ -53,7 +55,15 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, description="/healthz and /readyz alone.")
     log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
     max_concurrent_runs: int = Field(
-        default=4, ge=1, description="Reconciles in flight at once across all Workspaces."
+        default=4,
+        ge=1,
+        description="Block runs (Jobs, containers, playbooks) in flight at once across all "
+        "Workspaces; Git checks never wait for them.",
+    )
+    max_concurrent_checks: int = Field(
+        default=8,
+        ge=1,
+        description="Git checks (ls-remote, fetch) in flight at once across all Workspaces.",
     )
     retry_base: float = Field(
         default=10.0, gt=0, description="Seconds before the first retry of a failed revision."

@@ -29,6 +29,7 @@ from controller.api.spec import REQUESTED_AT
 from controller.kube import Kube
 from controller.operator import Operator, OperatorConfig
 from controller.operator.state import WEBHOOK_SECRET_ANNOTATION
+from controller.operator.wiring import RunnerFactory, local_runner
 from controller.refs import BlockRef
 from controller.registry import RegistryClient, RegistryOptions, push_block
 from controller.settings import Settings
@@ -141,9 +142,15 @@ def settings(tmp_path: Path, oci_registry: Registry) -> Settings:
 
 @contextlib.asynccontextmanager
 async def running(
-    settings: Settings, kubeconfig: Path, namespace: str, **config: Any
+    settings: Settings,
+    kubeconfig: Path,
+    namespace: str,
+    runner_factory: RunnerFactory = local_runner,
+    **config: Any,
 ) -> AsyncIterator[Operator]:
-    """The operator watching ``namespace``, with a webhook port, until the block ends."""
+    """The operator watching ``namespace``, with a webhook port, until the block ends; its runs
+    are ``runner_factory``'s (the local runner: real ansible-playbook, unless a test swaps in
+    the recording double)."""
     options = OperatorConfig(kubeconfig=kubeconfig, retry_base=0.2, retry_max=1.0, **config)
     operator = Operator(
         settings,
@@ -151,6 +158,7 @@ async def running(
         webhook_port=0,
         metrics_port=0,
         config=options,
+        runner_factory=runner_factory,
         host="127.0.0.1",
     )
     stop, ready = asyncio.Event(), asyncio.Event()

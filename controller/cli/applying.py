@@ -205,7 +205,7 @@ def _runner(settings: Settings) -> Runner:
         from controller.runners.docker import DockerRunner  # the docker SDK: only when asked
 
         return DockerRunner(settings.execution_image, network_mode=settings.docker_network)
-    if settings.runner == "local":
+    if settings.runner in (None, "local"):  # the CLI's default: ansible-playbook here
         from controller.runners.local import LocalRunner
 
         return LocalRunner()

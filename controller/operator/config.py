@@ -15,7 +15,10 @@ class OperatorConfig:
     kubeconfig: Path | None = None
     """The management cluster's kubeconfig; in-cluster service account or $KUBECONFIG if unset."""
     max_concurrent_runs: int = 4
-    """Reconciles (fetch + runs) in flight at once, across every workspace."""
+    """Block runs in flight at once, across every Workspace (a run slot is held only while a
+    block's action runs: never during a Git check, parse, plan or pull)."""
+    max_concurrent_checks: int = 8
+    """Git checks (ls-remote, fetch) in flight at once, across every Workspace."""
     retry_base: float = 10.0
     """Seconds before the first retry of a failed revision; doubles per failure."""
     retry_max: float = 600.0
@@ -34,6 +37,7 @@ class OperatorConfig:
             for name in (
                 "kubeconfig",
                 "max_concurrent_runs",
+                "max_concurrent_checks",
                 "retry_base",
                 "retry_max",
                 "shutdown_grace",

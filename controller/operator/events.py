@@ -32,6 +32,14 @@ def new_revision(revision: Revision) -> Event:
     )
 
 
+def run_queued(sha: str, request: ActionRequest) -> Event:
+    return (
+        "Normal",
+        "RunQueued",
+        f"revision {sha[:12]}: {request.block} {request.action} waits for a run slot",
+    )
+
+
 def run_started(sha: str, request: ActionRequest) -> Event:
     return (
         "Normal",

@@ -7,7 +7,10 @@ shutdown. A Kopf timer cannot do the interval, since the interval is per object
 requested-at annotation) and writes nothing; the ``delete`` handler removes what runs left.
 
 Kopf keeps its own progress in annotations under ``cratekeeper.dev/``, so ``.status`` holds
-exactly :class:`~controller.api.status.WorkspaceStatus`.
+exactly :class:`~controller.api.status.WorkspaceStatus`. Its diff-base annotation holds only a
+digest of what it would store, and its DEBUG lines that quote an object are cut, so spec values
+that can hold credentials (``spec.source.url`` with a password, refused by the spec's rules but
+only after Kopf saw it) never reach Kopf's bookkeeping or its log (issue 10 point 13).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import hashlib
+import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -27,15 +33,45 @@ from controller.operator.events import EventType
 from controller.operator.state import OperatorState
 
 FINALIZER = f"{GROUP}/finalizer"
+DIFFBASE_KEY = "last-handled-configuration"
+
+
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's diff base as a digest of the essence: changes are still noticed (the digest
+    changes), but the spec is never copied into an annotation. We have no update handlers, so
+    no handler needs the old values Kopf would otherwise keep."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        text = json.dumps(essence, sort_keys=True, separators=(",", ":"), default=str)
+        digest: Any = {"sha256": hashlib.sha256(text.encode()).hexdigest()}
+        return digest  # type: ignore[no-any-return]
+
+
+class QuietBodies(logging.Filter):
+    """Cuts Kopf's DEBUG lines that quote a whole object or its diff (they hold the spec)."""
+
+    MARKERS = (" is in progress: ", " diff: ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        for marker in self.MARKERS:
+            if marker in message and not record.args:
+                cut = message.split(marker, 1)[0]
+                record.msg = f"{cut}{marker.rstrip(': ')} (not logged: it may hold credentials)"
+        return True
+
+
+_QUIET_BODIES = QuietBodies()
 
 
 def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     """Kopf's settings: state in annotations, our finalizer, events only when we post them."""
     settings = kopf.OperatorSettings()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=GROUP, key=DIFFBASE_KEY)
     settings.persistence.finalizer = FINALIZER
     # Kopf turns per-object log lines into Events; only warnings should become Events, the
     # rest are posted on purpose (kopf.event) when something happens.
@@ -148,6 +184,7 @@ async def serve(
     ready_flag: asyncio.Event | None = None,
 ) -> None:
     """Run Kopf until ``stop_flag`` (or a signal); standalone, no peering."""
+    logging.getLogger("kopf.objects").addFilter(_QUIET_BODIES)  # once: filters are a set
     await kopf.operator(
         registry=build_registry(state, config),
         settings=kopf_settings(config),

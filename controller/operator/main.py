@@ -65,7 +65,8 @@ class Operator:
                 base_keys=AgeKeys.from_sources(
                     settings.age_identity_file, settings.age_identity, settings.age_passphrase
                 ),
-                slots=asyncio.Semaphore(self.config.max_concurrent_runs),
+                run_slots=asyncio.Semaphore(self.config.max_concurrent_runs),
+                check_slots=asyncio.Semaphore(self.config.max_concurrent_checks),
                 artifacts=lambda namespace, name: SecretStore(self.kube, namespace, name),
             ),
             self.kube,

@@ -21,6 +21,11 @@ WEBHOOK_SECRET_ANNOTATION = f"{GROUP}/webhook-secret"
 WORKSPACE_LABEL = f"{GROUP}/workspace"
 TOKEN_TTL = 30.0
 """Seconds a webhook token is kept, so unauthenticated requests do not each cost a GET."""
+MISSING_TTL = 2.0
+"""Seconds "no such Secret or key" is kept: a Secret created a moment ago counts soon."""
+LOOKUP_INTERVAL = 1.0
+"""At most one fresh read of a Workspace's annotations per this many seconds (see
+:meth:`OperatorState.webhook_secret`)."""
 
 Key = tuple[str, str]
 
@@ -41,6 +46,7 @@ class OperatorState:
         self.logged_in = False
         # (namespace, name) -> (Secret name, token or None, when it expires)
         self._tokens: dict[Key, tuple[str, bytes | None, float]] = {}
+        self._looked_up: dict[Key, float] = {}  # when each Workspace was last read afresh
 
     def ready(self) -> bool:
         return self.watching and self.logged_in
@@ -62,6 +68,7 @@ class OperatorState:
         if self.workers.get(key) is worker:
             del self.workers[key]
             self._tokens.pop(key, None)
+            self._looked_up.pop(key, None)
 
     def observe(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         worker = self.workers.get((namespace, name))
@@ -82,12 +89,20 @@ class OperatorState:
 
     async def webhook_secret(self, namespace: str, name: str) -> bytes | None:
         """The token of the Workspace's webhook Secret; None when there is none to check
-        (or the API cannot say: the receiver answers the same bare 404)."""
+        (or the API cannot say: the receiver answers the same bare 404).
+
+        The annotation comes from the watch; one added a moment ago may not have arrived yet,
+        so when the watched body has none the Workspace is read afresh (at most once per
+        :data:`LOOKUP_INTERVAL` per Workspace, so unauthenticated requests cannot turn into a
+        stream of API calls).
+        """
         key = (namespace, name)
         worker = self.workers.get(key)
         if worker is None or not self.logged_in:
             return None
         secret_name = worker.annotation(WEBHOOK_SECRET_ANNOTATION)
+        if not secret_name:
+            secret_name = await self._annotation_now(namespace, name)
         if not secret_name:
             return None
         cached = self._tokens.get(key)
@@ -98,8 +113,22 @@ class OperatorState:
         except CratekeeperError:
             return None  # not cached: the next push asks again
         token = (secret.data.get(TOKEN_KEY, b"") if secret else b"").strip() or None
-        self._tokens[key] = (secret_name, token, time.monotonic() + TOKEN_TTL)
+        ttl = TOKEN_TTL if token else MISSING_TTL
+        self._tokens[key] = (secret_name, token, time.monotonic() + ttl)
         return token
+
+    async def _annotation_now(self, namespace: str, name: str) -> str | None:
+        """The webhook annotation as the API holds it now (None: none, or not asked again)."""
+        key = (namespace, name)
+        now = time.monotonic()
+        if now - self._looked_up.get(key, -LOOKUP_INTERVAL) < LOOKUP_INTERVAL:
+            return None
+        self._looked_up[key] = now
+        try:
+            found = await self.kube.get_workspace(namespace, name)
+        except CratekeeperError:
+            return None
+        return found.annotations.get(WEBHOOK_SECRET_ANNOTATION) if found else None
 
     async def cleanup(self, namespace: str, name: str) -> list[str]:
         """Delete the Jobs and Secrets the Workspace's runs left; what was deleted."""

@@ -10,10 +10,15 @@ The Workspace names its webhook Secret in the annotation ``cratekeeper.dev/webho
 Everything else (unknown Workspace, no Secret, wrong or missing signature, the Kubernetes API
 failing while the Secret is read) gets the same bare 404, so the endpoint tells an attacker
 nothing about which Workspaces exist.
+
+The body is read first, bounded in size (:data:`MAX_BODY`: 413) and in time
+(:data:`BODY_TIMEOUT`: 408), so a client cannot hold a receiver open by trickling bytes; a client
+that hangs up mid-body is simply dropped (no traceback in the log).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +26,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 
 MAX_BODY = 1024 * 1024
+BODY_TIMEOUT = 10.0
+"""Seconds a client has to send the whole body."""
 TOKEN_KEY = "token"  # noqa: S105 (a key name, not a secret)
 
 SecretLookup = Callable[[str, str], Awaitable[bytes | None]]
@@ -50,13 +57,29 @@ def verify(headers: Mapping[str, str], body: bytes, secret: bytes) -> bool:
     return False
 
 
-def webhook_app(secret_of: SecretLookup, trigger: Trigger) -> web.Application:
+def webhook_app(
+    secret_of: SecretLookup,
+    trigger: Trigger,
+    *,
+    max_body: int = MAX_BODY,
+    body_timeout: float = BODY_TIMEOUT,
+) -> web.Application:
     """The receiver; ``secret_of(ns, name)`` is the Workspace's token (None: not served)."""
 
     async def receive(request: web.Request) -> web.Response:
         namespace = request.match_info["namespace"]
         name = request.match_info["name"]
-        body = await request.read()
+        if (request.content_length or 0) > max_body:
+            return web.Response(status=413)
+        try:
+            async with asyncio.timeout(body_timeout):
+                body = await request.read()
+        except TimeoutError:
+            return web.Response(status=408)
+        except web.HTTPRequestEntityTooLarge:  # no Content-Length (chunked), and too long
+            return web.Response(status=413)
+        except ConnectionError:  # the client hung up mid-body: nobody to answer
+            return web.Response(status=400)
         secret = await secret_of(namespace, name)
         if secret is None or not verify(request.headers, body, secret):
             return web.Response(status=404)
@@ -64,6 +87,6 @@ def webhook_app(secret_of: SecretLookup, trigger: Trigger) -> web.Application:
             return web.Response(status=404)
         return web.Response(status=202)
 
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(client_max_size=max_body)
     app.router.add_post("/hook/{namespace}/{name}", receive)
     return app

@@ -1,8 +1,9 @@
-"""What the operator builds for each reconcile from its settings: the runner and the registry
-client."""
+"""What the operator builds for each reconcile from its settings: the runner (inside a run
+slot) and the registry client."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -27,8 +28,10 @@ def local_runner(namespace: str, name: str, spec: WorkspaceSpec) -> Runner:
 
 
 def runner_factory(settings: Settings, kube: Kube) -> RunnerFactory:
-    """How the operator makes a runner per Workspace, from the settings; the kubernetes runner
-    uses the operator's own adapter (``kube``), so Jobs go to the cluster Kopf watches."""
+    """How the operator makes a runner per Workspace, from the settings: Kubernetes Jobs unless
+    ``settings.runner`` says otherwise (DESIGN §5: running Ansible in the operator's own
+    process is an explicit choice). The kubernetes runner uses the operator's own adapter
+    (``kube``), so Jobs go to the cluster Kopf watches."""
     if settings.runner == "local":
         return local_runner
     if settings.runner == "docker":
@@ -74,18 +77,33 @@ def registry_client(settings: Settings, docker_config: Path | None) -> RegistryC
     return RegistryClient(RegistryOptions.from_settings(settings, docker_config=docker_config))
 
 
-class AnnouncingRunner:
-    """The runner, announcing the first run of a reconcile before it starts."""
+Announce = Callable[[ActionRequest], Awaitable[None]]
 
-    def __init__(self, inner: Runner, on_start: Callable[[ActionRequest], Awaitable[None]]) -> None:
+
+class SlottedRunner:
+    """The runner of one reconcile, each run inside one of the operator's run slots.
+
+    Only the run holds a slot (issue 10 point 8): Git checks, parsing, planning and pulls never
+    wait behind other Workspaces' runs. Before the first run of the reconcile it announces
+    ``on_queued`` when every slot is taken (the run waits), and ``on_start`` once it has one.
+    """
+
+    def __init__(
+        self, inner: Runner, slots: asyncio.Semaphore, on_queued: Announce, on_start: Announce
+    ) -> None:
         self._inner = inner
+        self._slots = slots
+        self._on_queued = on_queued
         self._on_start = on_start
         self._started = False
 
     async def run(
         self, request: ActionRequest, on_output: OutputHandler | None = None
     ) -> RunResult:
-        if not self._started:
-            self._started = True
-            await self._on_start(request)
-        return await self._inner.run(request, on_output)
+        if not self._started and self._slots.locked():
+            await self._on_queued(request)
+        async with self._slots:
+            if not self._started:
+                self._started = True
+                await self._on_start(request)
+            return await self._inner.run(request, on_output)

@@ -6,12 +6,14 @@ decides whether the pipeline must run, and records the result through its
 changed). Between ticks it sleeps until the interval elapses, a failed revision's retry is due,
 or something wakes it (a spec change, the requested-at annotation, a webhook push).
 
-Rules it keeps (DESIGN §4): one run per workspace at a time (the loop is serial) and a global
-limit across workspaces (a shared semaphore); a failed revision is retried with capped
-exponential backoff, a stalled one (invalid workspace) only when a new commit, a spec change
-or a forced reconcile arrives; a new commit supersedes a pending retry at once (the bookkeeping
-is :mod:`controller.operator.retry`). A result that could not be stored stays pending and is
-written before anything else happens, so a revision recorded as applied never runs again.
+Rules it keeps (DESIGN §4): one run per workspace at a time (the loop is serial); global limits
+across workspaces on runs (run slots, held only while a block's action runs) and, separately,
+on Git checks (check slots), so a check never queues behind runs; a failed revision is retried
+with capped exponential backoff, a stalled one (invalid workspace) only when a new commit, a
+spec change or a forced reconcile arrives; a new commit supersedes a pending retry at once (the
+bookkeeping is :mod:`controller.operator.retry`). A result that could not be stored stays
+pending and is written before anything else happens, so a revision recorded as applied never
+runs again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from controller.operator.events import EventSink
 from controller.operator.metrics import OperatorMetrics
 from controller.operator.retry import Retries
 from controller.operator.secrets import RunSecrets, secret_files
-from controller.operator.wiring import AnnouncingRunner, RunnerFactory, registry_client
+from controller.operator.wiring import RunnerFactory, SlottedRunner, registry_client
 from controller.operator.writer import StatusWriter, WorkspaceApi
 from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
 from controller.runners.artifacts import ArtifactStore
@@ -61,7 +63,10 @@ class Shared:
     metrics: OperatorMetrics
     runner_factory: RunnerFactory
     base_keys: AgeKeys = field(default_factory=AgeKeys)
-    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    run_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    """Held only while a block's action runs (:class:`SlottedRunner`)."""
+    check_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
+    """Held while the source is checked (ls-remote, fetch)."""
     artifacts: ArtifactStoreFactory | None = None
     """``(namespace, name)`` of a Workspace → where its kept block artifacts live."""
 
@@ -194,8 +199,7 @@ class WorkspaceWorker:
         interval = parse_duration(spec.source.interval)
         self._retries.drop(forced=forced, generation=generation)
         reapply = requests.reapply_requested(status, body)
-        async with self._shared.slots:
-            delay = await self._attempt(spec, status, generation, interval, reapply)
+        delay = await self._attempt(spec, status, generation, interval, reapply)
         await self._acknowledge()
         return delay
 
@@ -241,17 +245,18 @@ class WorkspaceWorker:
         source = spec.source
         settings = self._shared.settings
         check_fetchable(source.url, allow_local=settings.allow_local_sources)
-        return await asyncio.to_thread(
-            fetch,
-            source.url,
-            git_ref(spec),
-            # One cache per namespace: a commit cached for one tenant is never served to
-            # another without a fetch that checks that tenant's own credentials.
-            settings.cache_dir / "git" / self.namespace,
-            subpath=source.path,
-            auth=secrets.git_auth,
-            previous=previous_revision(status, git_ref(spec)),
-        )
+        async with self._shared.check_slots:  # never a run slot: checks do not queue behind runs
+            return await asyncio.to_thread(
+                fetch,
+                source.url,
+                git_ref(spec),
+                # One cache per namespace: a commit cached for one tenant is never served to
+                # another without a fetch that checks that tenant's own credentials.
+                settings.cache_dir / "git" / self.namespace,
+                subpath=source.path,
+                auth=secrets.git_auth,
+                previous=previous_revision(status, git_ref(spec)),
+            )
 
     async def _reconcile(
         self,
@@ -265,29 +270,38 @@ class WorkspaceWorker:
         if revision.sha not in (status.last_fetched_revision, status.last_applied_revision):
             self._events(*events.new_revision(revision))
 
-        async def run_started(request: ActionRequest) -> None:
-            """Reconciling=True, written only when a run really starts."""
+        generation = status.observed_generation
+
+        async def reconciling(reason: str, message: str, event: events.Event, what: str) -> None:
+            """Reconciling=True (advisory: the run goes on, its result counts)."""
+            now = datetime.now(UTC)
             conds = set_condition(
-                status.conditions,
-                "Reconciling",
-                "True",
-                "Progressing",
-                f"applying revision {revision.sha[:12]}",
-                datetime.now(UTC),
-                status.observed_generation,
+                status.conditions, "Reconciling", "True", reason, message, now, generation
             )
             try:
-                await self._writer.write(
-                    status.model_copy(update={"conditions": conds}),
-                    [events.run_started(revision.sha, request)],
-                )
-            except CratekeeperError as exc:  # advisory: the run goes on, its result counts
+                await self._writer.write(status.model_copy(update={"conditions": conds}), [event])
+            except CratekeeperError as exc:
                 self._writer.forget_pending()
-                self._log(f"cannot record that {self.namespace}/{self.name} started: {exc}")
+                self._log(f"cannot record that {self.namespace}/{self.name} {what}: {exc}")
+
+        async def run_queued(request: ActionRequest) -> None:
+            """Every run slot is taken: say so at once (the check is done, the run waits)."""
+            message = f"revision {revision.sha[:12]} waits for a run slot"
+            event = events.run_queued(revision.sha, request)
+            await reconciling("Queued", message, event, "waits for a run slot")
+
+        async def run_started(request: ActionRequest) -> None:
+            """Written only when a run really starts."""
+            message = f"applying revision {revision.sha[:12]}"
+            event = events.run_started(revision.sha, request)
+            await reconciling("Progressing", message, event, "started")
 
         ctx = PipelineContext(
-            runner=AnnouncingRunner(
-                shared.runner_factory(self.namespace, self.name, spec), run_started
+            runner=SlottedRunner(
+                shared.runner_factory(self.namespace, self.name, spec),
+                shared.run_slots,
+                run_queued,
+                run_started,
             ),
             registry=registry_client(shared.settings, secrets.docker_config),
             keys=secrets.keys,

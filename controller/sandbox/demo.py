@@ -290,6 +290,7 @@ async def _run(demo: Demo, registry: Registry, keep: bool, stopper: Stopper) -> 
         registry_mirrors={SEED_REGISTRY: registry.host},
         age_identity=str(demo.identity),
         allow_local_sources=True,  # the demo's repositories are file:// URLs
+        runner="local",  # the demo has no kubelet: its playbooks run in this process
     )
     config = OperatorConfig(
         kubeconfig=demo.management.write_kubeconfig(demo.work / "management.kubeconfig"),
