@@ -32,7 +32,13 @@ import yaml
 from controller.refs import BlockRef
 from controller.registry.client import RegistryClient, RegistryOptions
 from controller.registry.push import push_block
-from controller.runners.kubernetes.manifests import ANNOTATION_COMMIT, LABEL_WORKSPACE, MAIN
+from controller.runners.kubernetes.manifests import (
+    MAIN,
+)
+from controller.runners.kubernetes.names import (
+    ANNOTATION_COMMIT,
+    LABEL_WORKSPACE,
+)
 from tests.e2e.cluster import Cluster
 
 pytestmark = pytest.mark.e2e

@@ -1,30 +1,23 @@
 """The ``kubernetes`` runner: each block action as a Job, followed to its end, adopted on restart.
 
-:mod:`~controller.runners.kubernetes.manifests` holds the pure builders (names, labels, the Job
-and Secret manifests, reading a Job's outcome); :mod:`~controller.runners.kubernetes.runner`
-holds :class:`KubernetesRunner`, which sends them through :class:`controller.kube.Kube`. The
-design is written up in docs/kubernetes-runner.md.
+:mod:`~controller.runners.kubernetes.names` (names, labels, a Job's outcome) and
+:mod:`~controller.runners.kubernetes.manifests` (the Job and Secret manifests) hold the pure
+builders; :mod:`~controller.runners.kubernetes.earlier` waits for a Workspace's earlier Jobs;
+:mod:`~controller.runners.kubernetes.artifacts` keeps a Workspace's artifacts in a Secret;
+:mod:`~controller.runners.kubernetes.runner` holds :class:`KubernetesRunner`, which sends them
+through :class:`controller.kube.Kube`. The design is written up in docs/kubernetes-runner.md.
 """
 
 from __future__ import annotations
 
 from controller.runners.kubernetes.manifests import (
-    ANNOTATION_BLOCK_REF,
-    ANNOTATION_COMMIT,
     DEFAULT_PATH,
     EVENTS_FILE,
     GIT_AUTH_DIR,
     HOME_DIR,
-    LABEL_ACTION,
-    LABEL_BLOCK,
-    LABEL_JOB,
-    LABEL_REVISION,
-    LABEL_WORKSPACE,
     MAIN,
-    MANAGED_BY,
     PREPARE,
     REGISTRY_AUTH_DIR,
-    RESERVED_LABELS,
     RUN_AS,
     RUN_DIR,
     RUN_SCRIPT,
@@ -34,17 +27,28 @@ from controller.runners.kubernetes.manifests import (
     WORKSPACE_DIR,
     PodOptions,
     WorkspaceSource,
-    extra_labels,
     job_manifest,
+    main_env,
+    prepare_args,
+    secret_data,
+    secret_manifest,
+)
+from controller.runners.kubernetes.names import (
+    ANNOTATION_BLOCK_REF,
+    ANNOTATION_COMMIT,
+    LABEL_ACTION,
+    LABEL_BLOCK,
+    LABEL_JOB,
+    LABEL_REVISION,
+    LABEL_WORKSPACE,
+    MANAGED_BY,
+    RESERVED_LABELS,
+    extra_labels,
     job_name,
     job_outcome,
     label_value,
-    main_env,
-    prepare_args,
     run_annotations,
     run_labels,
-    secret_data,
-    secret_manifest,
 )
 from controller.runners.kubernetes.runner import KubernetesRunner
 

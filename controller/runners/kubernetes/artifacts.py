@@ -15,7 +15,11 @@ from typing import Any
 
 from controller.errors import KubeAlreadyExistsError
 from controller.kube import Kube
-from controller.runners.kubernetes.manifests import LABEL_WORKSPACE, MANAGED_BY, label_value
+from controller.runners.kubernetes.names import (
+    LABEL_WORKSPACE,
+    MANAGED_BY,
+    label_value,
+)
 
 KEY = "artifacts.tar.gz"
 PREFIX = "cratekeeper-artifacts-"

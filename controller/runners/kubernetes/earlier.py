@@ -15,7 +15,11 @@ from collections.abc import Mapping
 
 from controller.errors import RunError
 from controller.kube import Kube
-from controller.runners.kubernetes.manifests import ANNOTATION_COMMIT, LABEL_BLOCK, job_outcome
+from controller.runners.kubernetes.names import (
+    ANNOTATION_COMMIT,
+    LABEL_BLOCK,
+    job_outcome,
+)
 
 
 async def wait_for_earlier(

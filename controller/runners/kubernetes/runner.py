@@ -31,22 +31,24 @@ from controller.runners.base import (
 from controller.runners.events import parse_events
 from controller.runners.kubernetes.earlier import wait_for_earlier
 from controller.runners.kubernetes.manifests import (
-    ANNOTATION_COMMIT,
     DEFAULT_PATH,
-    LABEL_JOB,
-    LABEL_WORKSPACE,
     MAIN,
-    MANAGED_BY,
     PREPARE,
     PodOptions,
     WorkspaceSource,
-    extra_labels,
     job_manifest,
+    main_env,
+    secret_manifest,
+)
+from controller.runners.kubernetes.names import (
+    ANNOTATION_COMMIT,
+    LABEL_JOB,
+    LABEL_WORKSPACE,
+    MANAGED_BY,
+    extra_labels,
     job_name,
     job_outcome,
     label_value,
-    main_env,
-    secret_manifest,
 )
 from controller.runners.output import LOG_TAIL_LINES, LogTail
 
