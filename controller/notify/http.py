@@ -38,11 +38,14 @@ class Request:
 @dataclass(frozen=True)
 class Policy:
     """How hard to try: ``attempts`` tries, each with ``timeout`` seconds, ``backoff``
-    seconds before the second try, doubling after."""
+    seconds before the second try, doubling after; ``ca_bundle`` is the PEM file HTTPS is
+    checked against (``CRATEKEEPER_CA_BUNDLE``: a self-hosted forge behind a private CA), the
+    system's default when None."""
 
     attempts: int = 3
     timeout: float = 10.0
     backoff: float = 1.0
+    ca_bundle: str | None = None
 
 
 DEFAULT_POLICY = Policy()
@@ -57,7 +60,7 @@ def send(
 ) -> int:
     """POST ``request`` (blocking; call it through ``asyncio.to_thread``); the HTTP status of
     the accepted answer, or a :class:`NotifyError` after the last try."""
-    http = session or requests.Session()
+    http = session or _session()
     headers = {"User-Agent": USER_AGENT, **request.headers}
     problem = ""
     try:
@@ -71,6 +74,8 @@ def send(
                     headers=headers,
                     timeout=policy.timeout,
                     allow_redirects=False,  # a redirect would carry the token elsewhere
+                    verify=policy.ca_bundle or True,
+                    proxies=requests.utils.get_environ_proxies(request.url),
                 )
             except requests.Timeout:
                 problem = f"no answer within {policy.timeout:g}s"
@@ -88,6 +93,14 @@ def send(
         if session is None:
             http.close()
     raise NotifyError(f"{request.label}: {problem}")
+
+
+def _session() -> requests.Session:
+    """A session that takes nothing from the environment but the proxy settings (passed per
+    request): no ``.netrc`` credentials, no ``REQUESTS_CA_BUNDLE`` (the policy says)."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
 
 
 def _hint(status: int) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from controller.kube import Kube
+from controller.notify import Notifier, Policy
 from controller.operator.config import OperatorConfig
 from controller.operator.handlers import serve
 from controller.operator.metrics import OperatorMetrics, metrics_app
@@ -55,6 +56,13 @@ class Operator:
         self.bound: dict[str, int] = {}
         self.metrics = OperatorMetrics()
         self.kube = Kube.connect(self.config.kubeconfig)  # KubeLoginError when there is none
+        self.notifier = Notifier(
+            self.kube,
+            policy=Policy(ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None),
+            on_failure=lambda ns, name, channel: self.metrics.notification_failures.labels(
+                ns, name, channel
+            ).inc(),
+        )
         self.state = OperatorState(
             Shared(
                 settings=settings,
@@ -68,6 +76,7 @@ class Operator:
                 run_slots=asyncio.Semaphore(self.config.max_concurrent_runs),
                 check_slots=asyncio.Semaphore(self.config.max_concurrent_checks),
                 artifacts=lambda namespace, name: SecretStore(self.kube, namespace, name),
+                notifier=self.notifier,
             ),
             self.kube,
         )
@@ -112,6 +121,7 @@ class Operator:
                     ready_flag=ready_flag,
                 )
         finally:
+            await self.notifier.aclose()  # what is in flight, briefly; never blocks shutdown long
             self.kube.close()
 
 

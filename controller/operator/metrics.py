@@ -54,6 +54,13 @@ class OperatorMetrics:
             (*_LABELS, "reason"),
             registry=self.registry,
         )
+        self.notification_failures = Counter(
+            "cratekeeper_notification_failures_total",
+            "Commit statuses and alerts that could not be delivered, by channel "
+            "(github, gitlab, gitea, forge, slack, teams, webhook).",
+            (*_LABELS, "channel"),
+            registry=self.registry,
+        )
         self.conditions = Gauge(
             "cratekeeper_workspace_condition",
             "1 when the Workspace's condition is True, else 0 (Suspended: spec.suspend).",
@@ -88,6 +95,7 @@ class OperatorMetrics:
             (self.last_applied, _LABELS),
             (self.fetch_errors, (*_LABELS, "reason")),
             (self.pull_errors, (*_LABELS, "reason")),
+            (self.notification_failures, (*_LABELS, "channel")),
             (self.conditions, (*_LABELS, "condition")),
         ]
 

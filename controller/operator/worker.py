@@ -31,6 +31,8 @@ from pydantic import ValidationError
 from controller.api.spec import REAPPLY_AT, WorkspaceSpec, parse_duration
 from controller.api.status import Salvaged, WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError
+from controller.notify import Notifier
+from controller.notify.events import pending_description
 from controller.operator import events, requests, stored
 from controller.operator.config import OperatorConfig
 from controller.operator.events import EventSink
@@ -69,6 +71,8 @@ class Shared:
     """Held while the source is checked (ls-remote, fetch)."""
     artifacts: ArtifactStoreFactory | None = None
     """``(namespace, name)`` of a Workspace → where its kept block artifacts live."""
+    notifier: Notifier | None = None
+    """Commit statuses and alerts (``spec.notify``), sent off the reconcile path."""
 
 
 class WorkspaceWorker:
@@ -295,6 +299,9 @@ class WorkspaceWorker:
             message = f"applying revision {revision.sha[:12]}"
             event = events.run_started(revision.sha, request)
             await reconciling("Progressing", message, event, "started")
+            if shared.notifier is not None:
+                text = pending_description(request.block, request.pin)
+                shared.notifier.started(self.namespace, self.name, spec, revision.sha, text)
 
         ctx = PipelineContext(
             runner=SlottedRunner(
@@ -348,6 +355,8 @@ class WorkspaceWorker:
         # A retry that failed as the attempt before updates its history entry: no new event.
         news = [events.outcome(outcome, entry, failed)] if changed(base, new) else []
         await self._writer.write(new, news)
+        if self._shared.notifier is not None:  # once recorded: what people hear is stored
+            self._shared.notifier.finished(self.namespace, self.name, spec, outcome, entry, failed)
         return delay
 
     @staticmethod
