@@ -52,6 +52,12 @@ from controller.runners.contract import (
     snapshot_text,
     workdir,
 )
+from controller.runners.docker_setup import (
+    container_ids,
+    engine_client,
+    env_path,
+    explain,
+)
 from controller.runners.events import read_events
 from controller.runners.output import LineSplitter, LogTail
 from controller.secrets import kubeconfig_file
@@ -64,9 +70,6 @@ SCRIPT_PATH = "/cratekeeper/secrets/script.sh"
 PLUGINS_PATH = "/cratekeeper/plugins"
 PATHS = RunPaths(root=WORKSPACE_DIR, kubeconfig=KUBECONFIG_PATH, snapshot=SNAPSHOT_PATH)
 """Where the action finds the workspace, the kubeconfig and the snapshot in the container."""
-NONROOT_USER = "65532:65532"
-"""The container user when the controller runs as root (distroless's ``nonroot``)."""
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LABEL = "cratekeeper.dev/runner"
 """Every container of this runner carries ``cratekeeper.dev/runner=docker`` (the other labels
 use the kubernetes runner's keys)."""
@@ -75,7 +78,6 @@ STOP_GRACE = 60.0
 """Seconds to wait for a killed container's removal before giving up on it."""
 
 PullPolicy = Literal["missing", "always", "never"]
-_USER = re.compile(r"^(\d+)(?::(\d+))?$")
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -97,15 +99,15 @@ class DockerRunner:
         neither: the environment's engine (``DOCKER_HOST``). ``network_mode`` is Docker's
         (``bridge``, ``host``, a network name): the container must reach the cluster's API.
         ``user`` is numeric ``UID[:GID]``, never 0; unset, the controller's own ids, or
-        :data:`NONROOT_USER` when the controller is root. ``run_root``: where the per-run
-        directories are made (default: the system temp dir); the engine must see it at the
-        same path."""
+        :data:`~controller.runners.docker_setup.NONROOT_USER` when the controller is root.
+        ``run_root``: where the per-run directories are made (default: the system temp dir);
+        the engine must see it at the same path."""
         self.image = image
         self.network_mode = network_mode
         self.pull = pull
         self.run_root = run_root
-        self._client = client if client is not None else _client(base_url)
-        self._uid, self._gid = _container_ids(user)
+        self._client = client if client is not None else engine_client(base_url)
+        self._uid, self._gid = container_ids(user)
         self._paths: dict[str, str] = {}
 
     @property
@@ -306,7 +308,7 @@ class DockerRunner:
     def _image_path(self) -> str:
         """``PATH`` as the image sets it (pulling the image first if the policy says so)."""
         if self.pull == "always" or self.image not in self._paths:
-            self._paths[self.image] = _env_path(self._ensure_image())
+            self._paths[self.image] = env_path(self._ensure_image())
         return self._paths[self.image]
 
     def _ensure_image(self) -> Any:
@@ -324,7 +326,7 @@ class DockerRunner:
                 return self._client.images.pull(self.image)
         except docker.errors.DockerException as exc:
             raise RunError(
-                f"docker runner: cannot get image {self.image}: {_explain(exc)}; check the "
+                f"docker runner: cannot get image {self.image}: {explain(exc)}; check the "
                 "image reference, the engine's registry access and DOCKER_HOST"
             ) from None
 
@@ -360,7 +362,7 @@ async def _engine(worker: asyncio.Future[int]) -> int:
         return await worker
     except docker.errors.DockerException as exc:
         raise RunError(
-            f"docker runner: the engine failed the run: {_explain(exc)}; check that the "
+            f"docker runner: the engine failed the run: {explain(exc)}; check that the "
             "engine is reachable and sees this host's files (bind mounts)"
         ) from None
 
@@ -371,53 +373,3 @@ def log_lines(chunks: Iterable[bytes]) -> Iterator[str]:
     for chunk in chunks:
         yield from lines.feed(chunk)
     yield from lines.close()
-
-
-def _env_path(image: Any) -> str:
-    for item in image.attrs.get("Config", {}).get("Env") or []:
-        if str(item).startswith("PATH="):
-            return str(item)[len("PATH=") :]
-    return DEFAULT_PATH
-
-
-def _explain(exc: docker.errors.DockerException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    return str(explanation or exc)
-
-
-def _client(base_url: str | None) -> Any:
-    try:
-        if base_url:
-            return docker.DockerClient(base_url=base_url)
-        return docker.from_env()
-    except docker.errors.DockerException as exc:
-        raise RunError(
-            f"docker runner: cannot reach the Docker engine: {_explain(exc)}; set "
-            "DOCKER_HOST or the runner's base URL (unix:///var/run/docker.sock)"
-        ) from None
-
-
-def _container_ids(user: str | None) -> tuple[int, int]:
-    """The container's ``(uid, gid)``: numeric, non-root, readable files for it guaranteed."""
-    own_uid, own_gid = os.geteuid(), os.getegid()
-    if user is None:
-        if own_uid == 0:
-            uid, gid = (int(part) for part in NONROOT_USER.split(":"))
-            return uid, gid
-        return own_uid, own_gid
-    match = _USER.match(user)
-    if match is None:
-        raise RunError(
-            f"docker runner: user {user!r} must be numeric UID or UID:GID (such as 65532:65532), "
-            "so the run's files can be handed to it"
-        )
-    uid = int(match[1])
-    gid = int(match[2]) if match[2] is not None else uid
-    if uid == 0:
-        raise RunError("docker runner: the action must not run as root; choose a UID above 0")
-    if own_uid not in (0, uid):
-        raise RunError(
-            f"docker runner: user {uid} differs from the controller's uid {own_uid}; a non-root "
-            "controller can only share its own 0600 files: leave user unset or run as that uid"
-        )
-    return uid, gid
