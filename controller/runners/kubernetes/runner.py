@@ -3,10 +3,10 @@
 :class:`KubernetesRunner` sends the manifests of :mod:`controller.runners.kubernetes.manifests`
 through :class:`controller.kube.Kube` and follows the Job by polling it. The pod's init container
 (``python -m controller.runners.prepare``) fetches the workspace at the commit and the block at
-the digest into an emptyDir; the main container runs ``ansible-playbook`` there with the
-environment of :func:`controller.runners.base.action_env`. The counts come back structured,
+the digest into an emptyDir; the main container runs the action there with the
+environment of :func:`controller.runners.contract.action_env`. The counts come back structured,
 through the main container's termination message (the ``cratekeeper_events`` stats line, read
-by :func:`controller.runners.base.parse_events`); the log tail is read from the pod log and
+by :func:`controller.runners.events.parse_events`); the log tail is read from the pod log and
 redacted like the local runner's. The design is written up in docs/kubernetes-runner.md.
 """
 
