@@ -55,8 +55,9 @@ def test_the_examples_are_valid(capsys: pytest.CaptureFixture[str], example: str
 
 
 def test_validate_prints_every_problem_and_fails(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # files are named from where the command runs
     (tmp_path / "workspace.poly").write_text(
         f"name: ws\nblocks:\n  - name: a\n    from: {APP}:latest\n  - name: b\n    from: {APP}\n"
     )
@@ -249,4 +250,6 @@ def test_promotions_as_json(capsys: pytest.CaptureFixture[str]) -> None:
         "json",
     )
     assert code == 0
-    assert json.loads(out) == {APP: {"acme-staging-1": "1.2.0"}}
+    assert json.loads(out) == {
+        APP: {"versions": {"acme-staging-1": "1.2.0"}, "inSync": True, "ahead": []}
+    }

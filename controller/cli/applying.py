@@ -66,7 +66,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     ref = BlockRef.parse(args.ref)
-    digest = push_block(Path(args.dir), ref, client=_registry(args, settings))
+    digest = push_block(Path(args.dir), ref, client=_registry(args, settings), force=args.force)
     print(f"pushed {ref.name}:{ref.tag}@{digest}")
     return 0
 
@@ -237,7 +237,14 @@ def _add_registry_flags(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register reconcile and blocks push|pull."""
-    p = sub.add_parser("reconcile", help="one pass of the pipeline for one workspace")
+    p = sub.add_parser(
+        "reconcile",
+        help="one pass of the pipeline for one workspace (reconcile workspace NAME: the "
+        "operator's)",
+        epilog="examples: cratekeeper reconcile . --state state.json   |   cratekeeper reconcile "
+        "workspace acme-staging-1 -n gitops (asks the operator; see `reconcile workspace "
+        "--help`; a checkout named workspace: ./workspace)",
+    )
     p.add_argument("source", metavar="PATH_OR_URL", help="a local Git checkout or a Git URL")
     p.add_argument("--ref", help="revision (local) or branch/refs/tags/X/SHA (URL)")
     p.add_argument("--path", dest="subpath", default="", help="workspace folder in the repo")
@@ -257,13 +264,27 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     blocks = sub.add_parser("blocks", help="push and pull blocks").add_subparsers(
         dest="blocks_command", required=True
     )
-    p = blocks.add_parser("push", help="push a block folder as REF")
+    p = blocks.add_parser(
+        "push",
+        help="push a block folder as REF",
+        epilog="example: cratekeeper blocks push blocks/app-deploy "
+        "registry.acme-corp.com/acme/apps/app-deploy:1.2.0",
+    )
     p.add_argument("dir", help="the block folder (holding block.poly)")
     p.add_argument("ref", help="registry/path:version, matching block.poly")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a version tag that holds different content (versions should be immutable)",
+    )
     _add_registry_flags(p)
     p.set_defaults(func=_cmd_push)
-    p = blocks.add_parser("pull", help="pull REF into DEST/blocks/<registry-path>/")
-    p.add_argument("ref")
+    p = blocks.add_parser(
+        "pull",
+        help="pull REF into DEST/blocks/<registry-path>/",
+        epilog="example: cratekeeper blocks pull registry.acme-corp.com/acme/apps/app-deploy:1.2.0",
+    )
+    p.add_argument("ref", help="registry/path:version[@sha256:...] to pull")
     p.add_argument("dest", nargs="?", default=".", help="the workspace root (default: .)")
     _add_registry_flags(p)
     p.set_defaults(func=_cmd_pull)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from controller.cli.state import load_state
 from controller.errors import CratekeeperError, Problem, WorkspaceError
 from controller.plan import applied_from, plan
+from controller.refs import is_downgrade
 from controller.report import (
     format_plan,
     format_promotions,
@@ -23,16 +26,39 @@ from controller.validate import validate_tree
 from controller.workspace import WORKSPACE_FILE, Workspace, read_workspace
 
 
+def relative(root: Path, file: str) -> str:
+    """``file`` (relative to the workspace ``root``) as a path from where the command runs, so
+    editors and CI annotations can open it."""
+    path = root / file
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return str(path)
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     root = Path(args.path)
     if not root.is_dir():
         print(f"error: {root} is not a directory; give the workspace's folder", file=sys.stderr)
         return 2
-    problems = validate_tree(DirectoryTree(root))
-    for problem in problems:
-        print(problem)
+    problems = [replace(p, file=relative(root, p.file)) for p in validate_tree(DirectoryTree(root))]
     errors = sum(p.severity == "error" for p in problems)
     warnings = len(problems) - errors
+    if args.output == "json":
+        doc = {
+            "path": str(root),
+            "valid": not errors,
+            "errors": errors,
+            "warnings": warnings,
+            "problems": [
+                {"file": p.file, "line": p.line, "severity": p.severity, "message": p.message}
+                for p in problems
+            ],
+        }
+        print(json.dumps(doc, indent=2))
+        return 1 if errors else 0
+    for problem in problems:
+        print(problem)
     if errors:
         print(f"{root}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
         return 1
@@ -80,7 +106,33 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         print(format_plan(doc))
+    if args.exit_code:
+        return 2 if doc["runs"] or doc["removed"] else 0
     return 0
+
+
+def promotion_document(
+    matrix: dict[str, dict[str, str | None]], names: list[str]
+) -> dict[str, dict[str, object]]:
+    """``promotions --output json``: per block, each workspace's version, whether they agree,
+    and which workspaces are ahead (the highest version; empty when in sync or not
+    comparable)."""
+    doc: dict[str, dict[str, object]] = {}
+    for block, row in matrix.items():
+        versions = {n: row.get(n) for n in names}
+        pinned = {n: v for n, v in versions.items() if v is not None and "," not in v}
+        in_sync = len(set(versions.values())) == 1
+        ahead: list[str] = []
+        if not in_sync and pinned:
+            top = None
+            for version in pinned.values():
+                if top is None or is_downgrade(version, top):
+                    top = version
+            ahead = [n for n, v in pinned.items() if v == top]
+            if len(ahead) == len(versions):
+                ahead = []
+        doc[block] = {"versions": versions, "inSync": in_sync, "ahead": ahead}
+    return doc
 
 
 def _cmd_promotions(args: argparse.Namespace) -> int:
@@ -88,7 +140,7 @@ def _cmd_promotions(args: argparse.Namespace) -> int:
     matrix = promotion_matrix(workspaces)
     names = [ws.name for ws in workspaces]
     if args.output == "json":
-        print(json.dumps(matrix, indent=2))
+        print(json.dumps(promotion_document(matrix, names), indent=2))
     else:
         print(format_promotions(matrix, names))
     return 0
@@ -112,12 +164,21 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register validate, plan and promotions."""
     p = sub.add_parser(
-        "validate", help="check a workspace (or block) folder and print every problem"
+        "validate",
+        help="check a workspace (or block) folder and print every problem",
+        epilog="example: cratekeeper validate examples/acme-staging-1 --output json",
     )
     p.add_argument("path", help="the workspace folder (workspace.poly) or a block (block.poly)")
+    p.add_argument(
+        "--output", choices=("text", "json"), default="text", help="text, or json for CI"
+    )
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("plan", help="what would run between two revisions of a Git checkout")
+    p = sub.add_parser(
+        "plan",
+        help="what would run between two revisions of a Git checkout",
+        epilog="example: cratekeeper plan . --base origin/main --exit-code",
+    )
     p.add_argument("path", help="a local Git checkout holding the workspace")
     p.add_argument("--base", required=True, help="the revision applied before (e.g. main)")
     p.add_argument("--head", default="HEAD", help="the revision to apply (default: HEAD)")
@@ -126,16 +187,34 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--workflow", default=None, help="run changed blocks in this workflow's order and actions"
     )
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--output", choices=("text", "json"), default="text", help="text or json")
+    p.add_argument(
+        "--exit-code",
+        action="store_true",
+        help="exit 0 when nothing would run, 2 when something would, 1 on an error",
+    )
     p.set_defaults(func=_cmd_plan)
 
-    p = sub.add_parser("promotions", help="each block's pinned version across workspaces")
+    p = sub.add_parser(
+        "promotions",
+        help="each block's pinned version across workspaces",
+        epilog="example: cratekeeper promotions acme-staging-1 acme-production-1 --output json",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="workspace folders, in order")
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text, or json (versions, inSync, ahead per block)",
+    )
     p.set_defaults(func=_cmd_promotions)
 
-    p = sub.add_parser("status", help="where a workspace applied by `reconcile` stands")
+    p = sub.add_parser(
+        "status",
+        help="where a workspace applied by `reconcile` stands",
+        epilog="example: cratekeeper status --state cratekeeper-state.json --history 10",
+    )
     p.add_argument("--state", default="cratekeeper-state.json", help="the reconcile state file")
     p.add_argument("--history", type=int, default=5, help="history entries shown")
-    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--output", choices=("text", "json"), default="text", help="text or json")
     p.set_defaults(func=_cmd_status)

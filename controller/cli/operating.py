@@ -50,21 +50,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register run."""
-    p = sub.add_parser("run", help="run the operator (CRATEKEEPER_* settings, flags on top)")
+    p = sub.add_parser(
+        "run",
+        help="run the operator (CRATEKEEPER_* settings, flags on top)",
+        epilog="example: cratekeeper run --namespace gitops --runner kubernetes",
+    )
     scope = p.add_mutually_exclusive_group()
     scope.add_argument(
         "--namespace", action="append", dest="namespaces", help="watch this namespace (repeat)"
     )
     scope.add_argument("--all-namespaces", action="store_true", help="watch the whole cluster")
-    p.add_argument("--runner", choices=("local", "docker", "kubernetes"))
-    p.add_argument("--webhook-port", type=int)
-    p.add_argument("--metrics-port", type=int)
-    p.add_argument("--health-port", type=int)
-    p.add_argument("--log-level")
+    p.add_argument("--runner", choices=("local", "docker", "kubernetes"), help="where actions run")
+    p.add_argument("--webhook-port", type=int, help="port of the push webhook receiver")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz and /readyz")
+    p.add_argument("--health-port", type=int, help="a separate port for the health probes")
+    p.add_argument("--log-level", help="debug, info, warning or error")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
-        "demo", help="the staging/production promotion and rollback story, on this machine"
+        "demo",
+        help="the staging/production promotion and rollback story, on this machine",
+        epilog="example: cratekeeper demo --keep   (then try cratekeeper get workspaces)",
     )
     p.add_argument("--keep", action="store_true", help="leave it running and print the kubeconfig")
     p.set_defaults(func=_cmd_demo)

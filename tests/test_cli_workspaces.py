@@ -1,0 +1,276 @@
+"""The CLI on the operator's Workspaces (get, reconcile workspace, suspend, resume, history,
+logs, diff), with the operator running against the emulated API and real Git.
+
+Runs go to the recording Runner double (the Runner protocol is the boundary): these tests are
+about what the CLI and the operator say and do, not about Ansible. The block is in the real
+test registry (the operator resolves its digest there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from controller.cli import main
+from controller.operator import Operator, OperatorConfig
+from controller.settings import Settings
+from tests.support.actions import push_app_deploy
+from tests.support.gitrepo import GitRepo
+from tests.support.kube_emulator import WORKSPACES, KubeEmulator
+from tests.support.oci_registry import Registry
+from tests.support.recording_runner import RecordingRunner
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def app_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return push_app_deploy(
+        oci_registry.host, "app-deploy-cli", ("1.1.0",), tmp_path_factory.mktemp("app")
+    )
+
+
+def workspace_poly(block: str, message: str) -> str:
+    app = {"name": "hello", "from": f"{block}:1.1.0", "config": {"message": message}}
+    return yaml.safe_dump({"name": "acme-staging-1", "organization": "acme", "blocks": [app]})
+
+
+@pytest.fixture
+def namespace(kube_emulator: KubeEmulator) -> str:
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
+    return name
+
+
+@pytest.fixture
+def repo(tmp_path: Path, kubeconfig: Path, app_block: str) -> GitRepo:
+    repo = GitRepo(tmp_path / "staging")
+    repo.write("artifacts/secrets/kubeconfig.yml", kubeconfig.read_text())
+    repo.write("workspace.poly", workspace_poly(app_block, "one"))
+    repo.commit("hello: one")
+    return repo
+
+
+@contextlib.asynccontextmanager
+async def running(
+    tmp_path: Path, kubeconfig: Path, namespace: str, runner: RecordingRunner, registry: str
+) -> AsyncIterator[Operator]:
+    settings = Settings(
+        cache_dir=tmp_path / "cache", allow_local_sources=True, insecure_registries=[registry]
+    )
+    operator = Operator(
+        settings,
+        namespaces=[namespace],
+        config=OperatorConfig(kubeconfig=kubeconfig, retry_base=0.2, retry_max=1.0),
+        runner_factory=runner.factory,
+        host="127.0.0.1",
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(operator.run(stop_flag=stop, ready_flag=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=15)
+        yield operator
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=60)
+
+
+def workspace(url: str, interval: str = "1h") -> dict[str, Any]:
+    return {
+        "apiVersion": "cratekeeper.dev/v1alpha1",
+        "kind": "Workspace",
+        "metadata": {"name": "ws"},
+        "spec": {"source": {"url": url, "ref": {"branch": "main"}, "interval": interval}},
+    }
+
+
+class Cli:
+    """``cratekeeper`` against the emulator, run in a thread (it runs its own event loop)."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], kubeconfig: Path, namespace: str):
+        self.capsys, self.flags = capsys, ["--kubeconfig", str(kubeconfig), "-n", namespace]
+
+    async def __call__(self, *argv: str) -> tuple[int, str]:
+        self.capsys.readouterr()
+        code = await asyncio.to_thread(main, [*argv, *self.flags])
+        out, _ = self.capsys.readouterr()
+        return code, out
+
+
+def status(emulator: KubeEmulator, namespace: str) -> dict[str, Any]:
+    return dict((emulator.get(WORKSPACES, "ws", namespace=namespace) or {}).get("status") or {})
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
+
+
+def events(emulator: KubeEmulator, namespace: str) -> list[str]:
+    return [str(e.get("reason")) for e in emulator.list_objects("v1/events", namespace)]
+
+
+async def applied(emulator: KubeEmulator, namespace: str, sha: str) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        now = status(emulator, namespace)
+        return now if now.get("lastAppliedRevision") == sha else None
+
+    try:
+        return await emulator.until(check, timeout=TIMEOUT, interval=0.1)
+    except TimeoutError:
+        pytest.fail(f"{sha[:12]} never applied; status: {status(emulator, namespace)}")
+
+
+def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    repo: GitRepo,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    app_block: str,
+    oci_registry: Registry,
+) -> None:
+    runner = RecordingRunner()
+    cli = Cli(capsys, kubeconfig, namespace)
+    head = repo.head()
+
+    async def scenario() -> None:
+        async with running(tmp_path, kubeconfig, namespace, runner, oci_registry.host):
+            kube_emulator.create(WORKSPACES, workspace(f"file://{repo.path}"), namespace)
+            await applied(kube_emulator, namespace, head)
+
+            code, out = await cli("get", "workspaces")
+            header, row = out.splitlines()
+            assert header.split() == [
+                "NAME", "READY", "SUSPENDED", "REVISION", "BLOCKS", "AGE", "MESSAGE"
+            ]  # fmt: skip
+            assert (code, row.split()[:5]) == (0, ["ws", "True", "False", head[:12], "1/1"])
+            code, out = await cli("get", "ws", "-o", "wide")
+            assert f"file://{repo.path}" in out and "branch:main" in out
+            code, out = await cli("get", "workspaces", "ws", "-o", "json")
+            assert json.loads(out)["items"][0]["status"]["lastAppliedRevision"] == head
+
+            # Nothing changed in Git: the request is still answered, nothing runs again.
+            code, out = await cli("reconcile", "workspace", "ws", "--timeout", "30")
+            assert code == 0, out
+            assert f"✔ applied revision {head[:12]}" in out
+            now = status(kube_emulator, namespace)
+            assert now["lastHandledReconcileAt"]
+            assert len(runner.runs) == 1 and len(now["history"]) == 1
+            assert "ReconcileHandled" in events(kube_emulator, namespace)
+
+            # A new commit, then a re-apply: every block again, recorded as a re-apply.
+            repo.write("workspace.poly", workspace_poly(app_block, "two"))
+            two = repo.commit("hello: two")
+            code, out = await cli("reconcile", "ws", "ws", "--with-source")
+            assert code == 0 and status(kube_emulator, namespace)["lastAppliedRevision"] == two
+            code, out = await cli("reconcile", "workspace", "ws", "--reapply")
+            assert code == 0, out
+            assert len(runner.runs) == 3 and runner.runs[-1].request.block == "hello"
+            history = status(kube_emulator, namespace)["history"]
+            assert [(h["revision"], h.get("reapply", False)) for h in history] == [
+                (two, True),
+                (two, False),
+                (head, False),
+            ]
+            assert history[0]["changes"][0]["reason"] == "reapply"
+
+            code, out = await cli("history", "ws")
+            lines = out.splitlines()
+            assert lines[0].split()[:3] == ["REVISION", "RESULT", "ATTEMPTS"]
+            assert "Succeeded (reapply)" in lines[1] and "(re-applied)" in lines[1]
+            assert "hello: two" in lines[2]
+            code, out = await cli("history", "ws", "-o", "yaml")
+            assert [h["revision"] for h in yaml.safe_load(out)] == [two, two, head]
+
+            code, out = await cli("logs", "ws")
+            assert code == 0 and f"revision {two[:12]} Succeeded" in out
+
+    asyncio.run(scenario())
+
+
+def test_suspend_is_visible_and_resume_reconciles_again(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    repo: GitRepo,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    app_block: str,
+    oci_registry: Registry,
+) -> None:
+    runner = RecordingRunner()
+    cli = Cli(capsys, kubeconfig, namespace)
+    head = repo.head()
+
+    async def scenario() -> None:
+        async with running(tmp_path, kubeconfig, namespace, runner, oci_registry.host):
+            kube_emulator.create(WORKSPACES, workspace(f"file://{repo.path}"), namespace)
+            await applied(kube_emulator, namespace, head)
+
+            code, out = await cli("suspend", "ws")
+            assert code == 0 and "✔ suspended" in out, out
+            now = status(kube_emulator, namespace)
+            assert (condition(now, "Suspended")["status"], condition(now, "Ready")["status"]) == (
+                "True",
+                "True",
+            )
+            assert condition(now, "Ready")["message"].startswith("suspended (spec.suspend)")
+            code, out = await cli("get", "workspaces")
+            assert out.splitlines()[1].split()[:3] == ["ws", "True", "True"]
+            code, out = await cli("reconcile", "workspace", "ws")
+            assert code == 1  # refused: nothing would answer
+
+            repo.write("workspace.poly", workspace_poly(app_block, "two"))
+            two = repo.commit("hello: two")
+            code, out = await cli("resume", "ws")
+            assert code == 0 and "✔ resumed" in out, out
+            now = await applied(kube_emulator, namespace, two)
+            assert condition(now, "Suspended")["status"] == "False"
+            assert condition(now, "Ready")["message"] == f"Applied revision {two[:12]}"
+            reasons = events(kube_emulator, namespace)
+            assert "Suspended" in reasons and "Resumed" in reasons
+
+    asyncio.run(scenario())
+
+
+def test_diff_says_what_would_run_with_plan_exit_codes(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    repo: GitRepo,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    app_block: str,
+    oci_registry: Registry,
+) -> None:
+    runner = RecordingRunner()
+    cli = Cli(capsys, kubeconfig, namespace)
+    head = repo.head()
+
+    async def scenario() -> None:
+        async with running(tmp_path, kubeconfig, namespace, runner, oci_registry.host):
+            kube_emulator.create(WORKSPACES, workspace(f"file://{repo.path}"), namespace)
+            await applied(kube_emulator, namespace, head)
+            code, out = await cli("diff", "ws")
+            assert code == 0 and "nothing to run" in out, out
+
+            repo.write("workspace.poly", workspace_poly(app_block, "two"))
+            two = repo.commit("hello: two")  # not yet seen by the operator (interval 1h)
+            code, out = await cli("diff", "ws")
+            assert code == 2, out
+            assert f"{head[:7]} -> {two[:7]}" in out and "hello" in out
+            code, out = await cli("diff", "ws", str(repo.path), "--rev", "HEAD~1", "-o", "json")
+            assert (code, json.loads(out)["runs"]) == (0, [])
+            code, out = await cli("diff", "nope")
+            assert code == 1
+
+    asyncio.run(scenario())
