@@ -15,10 +15,9 @@ import pytest
 from controller.cli import main
 from controller.errors import ArtifactsError
 from controller.kube import Kube
-from controller.refs import BlockRef
-from controller.registry import RegistryClient, RegistryOptions, push_block
 from controller.runners.artifacts import KEPT, MAX_PACKED, DirectoryStore, pack, unpack
 from controller.runners.kubernetes.artifacts import SecretStore, artifacts_secret_name
+from tests.support.actions import push_playbook_block
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.oci_registry import Registry
@@ -183,19 +182,6 @@ CONSUMER = """\
                    + '/artifacts/blocks/producer/inventory.yml') }} round {{ block.config.round }}"
         mode: "0600"
 """
-
-
-def push_playbook_block(host: str, name: str, playbook: str, tmp: Path) -> str:
-    block_name = f"{host}/acme/tests/{name}"
-    block = tmp / name
-    block.mkdir()
-    (block / "block.poly").write_text(
-        f"name: {block_name}\nversion: 1.0.0\nactions:\n  - {{name: deploy, playbook: play.yml}}\n"
-    )
-    (block / "play.yml").write_text(playbook)
-    client = RegistryClient(RegistryOptions(insecure_registries=(host,)))
-    push_block(block, BlockRef.parse(f"{block_name}:1.0.0"), client=client, also_latest=False)
-    return f"{block_name}:1.0.0"
 
 
 def test_a_blocks_artifacts_reach_the_next_block_and_later_revisions(

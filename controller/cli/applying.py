@@ -148,6 +148,8 @@ def _reconcile_locked(args: argparse.Namespace, state_path: Path) -> int:
     print(f"error: {reason}: revision {revision.sha[:12]} was not applied", file=sys.stderr)
     if outcome.error:
         print(f"error: {outcome.error}", file=sys.stderr)
+    elif failed is not None:  # a run failed: say why (already redacted by the pipeline)
+        print(f"error: {failed.message}", file=sys.stderr)
     return 1
 
 

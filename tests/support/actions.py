@@ -192,3 +192,17 @@ def check_contract(seen: dict[str, Any], root: str) -> None:
     assert snapshot["env"]["POLYCRATE_BLOCK_WORKDIR"] == workdir  # the env, as Polycrate's has
     assert seen["vars"]["block"] == snapshot["block"]  # -e @snapshot: the same variables
     assert seen["vars"]["block"]["config"] == {"namespace": "ns1"}
+
+
+def push_playbook_block(host: str, name: str, playbook: str, tmp: Path) -> str:
+    """A block with one ``deploy`` action (``playbook``) pushed to ``host`` as 1.0.0; its pin."""
+    block_name = f"{host}/acme/tests/{name}"
+    block = tmp / name
+    block.mkdir()
+    (block / "block.poly").write_text(
+        f"name: {block_name}\nversion: 1.0.0\nactions:\n  - {{name: deploy, playbook: play.yml}}\n"
+    )
+    (block / "play.yml").write_text(playbook)
+    client = RegistryClient(RegistryOptions(insecure_registries=(host,)))
+    push_block(block, BlockRef.parse(f"{block_name}:1.0.0"), client=client, also_latest=False)
+    return f"{block_name}:1.0.0"
