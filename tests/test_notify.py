@@ -78,6 +78,20 @@ def test_a_source_the_forge_cannot_be_told_from_says_what_to_set() -> None:
     assert forge_of("file:///srv/git/ws", explicit).repository == "acme/ws"
 
 
+def test_a_misspelt_event_kind_or_an_api_url_with_credentials_is_refused_in_the_spec() -> None:
+    source = {"url": "https://github.com/acme/ws.git"}
+    slack = {"type": "slack", "secretRef": {"name": "s"}}
+    with pytest.raises(ValueError, match="RunFailed"):
+        WorkspaceSpec.model_validate(
+            {"source": source, "notify": {"alerts": [{**slack, "events": ["RunFaild"]}]}}
+        )
+    with pytest.raises(ValueError, match="apiURL"):
+        spec(apiURL="https://user:pass@ghe.acme.com/api/v3")
+    defaults = WorkspaceSpec.model_validate({"source": source, "notify": {"alerts": [slack]}})
+    (alert,) = defaults.notify.alerts
+    assert alert.window == "1h" and "Stalled" in alert.events and "DriftFound" in alert.events
+
+
 # -- each forge's documented request, on a real server --------------------------------------
 
 

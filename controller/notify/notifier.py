@@ -63,7 +63,6 @@ class Notifier:
         self._limiter = limiter or RateLimiter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._last: dict[Key, asyncio.Task[None]] = {}
-        self.delivered = 0  # requests the services accepted (for tests and debugging)
 
     # what the worker calls
 
@@ -175,7 +174,6 @@ class Notifier:
 
     async def _send(self, request: Request) -> None:
         await asyncio.to_thread(send, request, self._policy)
-        self.delivered += 1
 
     def _schedule(
         self, namespace: str, name: str, channel: str, job: Callable[[], Awaitable[None]]
