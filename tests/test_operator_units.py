@@ -1,5 +1,6 @@
 """The operator's parts on their own: webhook signatures, status patches, backoff, Secret files,
-metrics, and the worker's loop with its fetch and pipeline replaced."""
+metrics, and the worker's loop on a real repository and pipeline, with the recording runner
+and an API double (the Kubernetes API is the boundary; nothing of ours is replaced)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import stat
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,9 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from controller.api.spec import WorkspaceSpec
 from controller.api.status import WorkspaceStatus
 from controller.errors import (
-    CratekeeperError,
     KubeError,
-    RunError,
     SecretInvalidError,
     SecretNotFoundError,
 )
@@ -37,8 +35,10 @@ from controller.operator.webhook import verify, webhook_app
 from controller.operator.worker import Shared, WorkspaceWorker
 from controller.secrets import AgeKeys
 from controller.settings import Settings
-from controller.source import Revision
-from controller.status import ReconcileOutcome
+from tests.support.actions import push_app_deploy
+from tests.support.gitrepo import GitRepo
+from tests.support.oci_registry import Registry
+from tests.support.recording_runner import Outcome, RecordingRunner
 
 SECRET = b"s3cret"
 BODY = b'{"ref": "refs/heads/main"}'
@@ -208,8 +208,6 @@ def test_a_passphrase_that_is_not_utf8_names_the_secret_not_the_value() -> None:
 
 # --- the worker's loop, with the fetch and the pipeline replaced -----------------------------
 
-SHA = "a" * 40
-
 
 class FakeApi:
     """The status subresource as the API server keeps it; chosen patch calls fail (HTTP 500)."""
@@ -239,30 +237,54 @@ class FakeApi:
         return workspace_from_json({"metadata": meta, "status": copy.deepcopy(self.status)})
 
 
-class Loop:
-    """A worker whose fetch finds ``head`` and whose pipeline succeeds (or fails with
-    ``error``), counting real runs: calls that are not a no-op."""
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, api: FakeApi) -> None:
+
+@pytest.fixture(scope="module")
+def unit_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """app-deploy 1.1.0 in the test registry."""
+    return push_app_deploy(
+        oci_registry.host, "app-deploy-units", ("1.1.0",), tmp_path_factory.mktemp("app")
+    )
+
+
+class Loop:
+    """A worker on a real Git repository, registry and pipeline; its runs are the recording
+    double's, its API the :class:`FakeApi`. Nothing of ours is replaced."""
+
+    def __init__(
+        self, tmp_path: Path, api: FakeApi, block: str, *, cache_dir: Path | None = None
+    ) -> None:
         self.api = api
-        self.head = SHA
-        self.error: CratekeeperError | None = None
-        self.fetch_error: Exception | None = None
-        self.runs = 0
+        self.block = block
+        self.repo = GitRepo(tmp_path / "ws")
+        self.repo.write("artifacts/secrets/kubeconfig.yml", KUBECONFIG)
+        self.head = self.commit("1")
+        self.runner = RecordingRunner()
         self.events: list[tuple[str, str, str]] = []
         self.logs: list[str] = []
         self.body: dict[str, Any] = {
             "metadata": {"generation": 1, "resourceVersion": "1", "annotations": {}},
-            "spec": {"source": {"url": "https://git.example/ws.git", "interval": "1h"}},
+            "spec": {"source": {"url": f"file://{self.repo.path}", "interval": "1h"}},
         }
-        monkeypatch.setattr("controller.operator.worker.fetch", self._fetch)
-        monkeypatch.setattr("controller.operator.worker.reconcile", self._reconcile)
         self.shared = Shared(
-            settings=Settings(cache_dir=tmp_path / "cache"),
+            settings=Settings(
+                cache_dir=cache_dir or tmp_path / "cache",
+                insecure_registries=[block.split("/", 1)[0]],
+                allow_local_sources=True,
+                work_dir=tmp_path / "work",
+            ),
             config=OperatorConfig(retry_base=100, retry_max=1000),
             api=api,
             metrics=OperatorMetrics(),
-            runner_factory=lambda namespace, name, spec: _Runner(),
+            runner_factory=self.runner.factory,
         )
         self.worker = WorkspaceWorker(
             "ns",
@@ -273,36 +295,25 @@ class Loop:
             self.logs.append,
         )
 
-    def _fetch(self, *args: Any, **kwargs: Any) -> Revision:
-        if self.fetch_error is not None:
-            raise self.fetch_error
-        return Revision(self.head, "subject", "author", datetime.now(UTC), None)
-
-    async def _reconcile(
-        self, revision: Revision, status: WorkspaceStatus, ctx: Any, progress: Any
-    ) -> ReconcileOutcome:
-        now = datetime.now(UTC)
-        done = {"revision": revision.sha, "subject": "s", "author": "a", "action": "deploy"}
-        if status.last_applied_revision == revision.sha:
-            return ReconcileOutcome(**done, started=now, finished=now, up_to_date=True)
-        self.runs += 1
-        ref = SimpleNamespace(name="registry.example/app", tag="1.0.0")
-        request = SimpleNamespace(
-            block="app", action="deploy", ref=ref, pin=f"{ref.name}:{ref.tag}"
+    def commit(self, label: str) -> str:
+        """A commit whose one block has a new config (so it runs again)."""
+        self.repo.write(
+            "workspace.poly",
+            f"name: ws\nblocks:\n  - name: app\n    from: {self.block}:1.1.0\n"
+            f"    config: {{namespace: ns, label: '{label}'}}\n",
         )
-        await ctx.runner.run(request)
-        return ReconcileOutcome(**done, started=now, finished=now, error=self.error)
+        self.head = self.repo.commit(f"label {label}")
+        return self.head
 
-
-class _Runner:
-    async def run(self, request: Any, on_output: Any = None) -> None:
-        return None
+    @property
+    def runs(self) -> int:
+        return len(self.runner.runs)
 
 
 def test_a_result_the_api_refused_is_stored_before_anything_runs_again(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path, unit_block: str
 ) -> None:
-    loop = Loop(monkeypatch, tmp_path, FakeApi(fail={2}))  # 1: run started, 2: the result
+    loop = Loop(tmp_path, FakeApi(fail={2}), unit_block)  # 1: run started, 2: the result
 
     async def scenario() -> None:
         with pytest.raises(KubeError):
@@ -313,24 +324,22 @@ def test_a_result_the_api_refused_is_stored_before_anything_runs_again(
 
     asyncio.run(scenario())
     assert loop.runs == 1  # never a second run of a revision recorded as applied
-    assert loop.api.status["lastAppliedRevision"] == SHA
+    assert loop.api.status["lastAppliedRevision"] == loop.head
     assert [reason for _, reason, _ in loop.events].count("RunSucceeded") == 1
 
 
-def test_a_failed_run_started_write_does_not_fail_the_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    loop = Loop(monkeypatch, tmp_path, FakeApi(fail={1}))
+def test_a_failed_run_started_write_does_not_fail_the_run(tmp_path: Path, unit_block: str) -> None:
+    loop = Loop(tmp_path, FakeApi(fail={1}), unit_block)
     asyncio.run(loop.worker.tick())
-    assert loop.runs == 1 and loop.api.status["lastAppliedRevision"] == SHA
+    assert loop.runs == 1 and loop.api.status["lastAppliedRevision"] == loop.head
     assert any("started" in line and "HTTP 500" in line for line in loop.logs)
 
 
 def test_a_push_does_not_cut_a_failing_revisions_backoff_short_a_new_commit_does(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path, unit_block: str
 ) -> None:
-    loop = Loop(monkeypatch, tmp_path, FakeApi())
-    loop.error = RunError("app deploy failed at task 'x'")
+    loop = Loop(tmp_path, FakeApi(), unit_block)
+    loop.runner.script(Outcome("failed", failed_task="x"))
     state = OperatorState(loop.shared, offline_kube(tmp_path))
     state.workers["ns", "ws"] = loop.worker
 
@@ -343,7 +352,7 @@ def test_a_push_does_not_cut_a_failing_revisions_backoff_short_a_new_commit_does
         loop.worker.wake(force=True)  # the requested-at annotation: a person asked
         await loop.worker.tick()
         assert loop.runs == 2
-        loop.head = "b" * 40  # a new commit supersedes the pending retry at once
+        loop.commit("2")  # a new commit supersedes the pending retry at once
         assert state.trigger("ns", "ws")
         await loop.worker.tick()
         assert loop.runs == 3
@@ -352,9 +361,9 @@ def test_a_push_does_not_cut_a_failing_revisions_backoff_short_a_new_commit_does
 
 
 def test_a_status_edited_by_a_person_is_adopted_a_stale_watch_is_not(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path, unit_block: str
 ) -> None:
-    loop = Loop(monkeypatch, tmp_path, FakeApi())
+    loop = Loop(tmp_path, FakeApi(), unit_block)
 
     async def scenario() -> None:
         await loop.worker.tick()
@@ -372,10 +381,13 @@ def test_a_status_edited_by_a_person_is_adopted_a_stale_watch_is_not(
 
 
 def test_an_unexpected_error_is_reported_without_its_message_and_the_loop_lives_on(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path, unit_block: str
 ) -> None:
-    loop = Loop(monkeypatch, tmp_path, FakeApi())
-    loop.fetch_error = OSError(28, "No space left on device: token=s3cr3t")
+    # The cache directory cannot be made (a file is in the way): a real OSError from the
+    # fetch, whose message names a path that looks like a secret.
+    blocker = tmp_path / "token=s3cr3t"
+    blocker.write_text("")
+    loop = Loop(tmp_path, FakeApi(), unit_block, cache_dir=blocker / "cache")
 
     async def scenario() -> None:
         task = asyncio.create_task(loop.worker.run())
@@ -391,8 +403,8 @@ def test_an_unexpected_error_is_reported_without_its_message_and_the_loop_lives_
     ready = next(c for c in loop.api.status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "InternalError")
     everything = repr(loop.api.status) + repr(loop.events) + repr(loop.logs)
-    assert "s3cr3t" not in everything and "No space" not in everything
-    assert any("OSError" in line for line in loop.logs)
+    assert "s3cr3t" not in everything and "Not a directory" not in everything
+    assert any("NotADirectoryError" in line for line in loop.logs)
 
 
 def offline_kube(tmp_path: Path) -> Kube:
@@ -423,9 +435,9 @@ class TokenApi(Kube):
 
 
 def test_the_webhook_answers_a_bare_404_when_the_api_fails_and_caches_tokens(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    tmp_path: Path, unit_block: str
 ) -> None:
-    loop = Loop(monkeypatch, tmp_path, FakeApi())
+    loop = Loop(tmp_path, FakeApi(), unit_block)
     loop.body["metadata"]["annotations"][WEBHOOK_SECRET_ANNOTATION] = "hook"
     api = TokenApi(tmp_path)
     state = OperatorState(loop.shared, api)

@@ -1,0 +1,199 @@
+"""A Workspace's life in the operator: woken by a webhook push or the requested-at annotation,
+an operator stopped mid-run, suspend and delete (Kopf on the emulated API, real Git and
+registry; runs are the recording double's)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import requests
+
+from controller.api.spec import REQUESTED_AT
+from controller.operator.state import WEBHOOK_SECRET_ANNOTATION
+from controller.settings import Settings
+from tests.support.gitrepo import GitRepo
+from tests.support.kube_emulator import WORKSPACES, KubeEmulator
+from tests.support.recording_runner import RecordingRunner
+from tests.test_operator import (
+    Staging,
+    app_block,
+    applied,
+    change,
+    namespace,
+    patched,
+    ready,
+    running,
+    settings,
+    status_of,
+    ticks,
+    until_status,
+    workspace,
+    workspace_writes,
+)
+
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of test_operator, used here
+
+
+def github_signature(secret: bytes, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def test_a_webhook_push_or_the_requested_at_annotation_reconciles_at_once(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+) -> None:
+    staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
+    token = b"hook-s3cret"
+    kube_emulator.create(
+        "v1/secrets",
+        {"metadata": {"name": "hook"}, "data": {"token": base64.b64encode(token).decode()}},
+        namespace,
+    )
+    body = workspace("ws", staging.url, interval="1h")
+    body["metadata"]["annotations"] = {WEBHOOK_SECRET_ANNOTATION: "hook"}
+
+    runner = RecordingRunner()
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace, runner.factory) as operator:
+            kube_emulator.create(WORKSPACES, body, namespace)
+            await until_status(kube_emulator, namespace, "ws", applied(staging.head))
+            url = f"http://127.0.0.1:{operator.bound['webhook']}/hook/{namespace}/ws"
+            push = json.dumps({"ref": "refs/heads/main"}).encode()
+
+            def post(headers: dict[str, str], path: str = url) -> int:
+                return requests.post(path, data=push, headers=headers, timeout=10).status_code
+
+            bumped = staging.pin("1.2.0")
+            bad = await asyncio.to_thread(
+                post, {"X-Hub-Signature-256": github_signature(b"wrong", push)}
+            )
+            unknown = await asyncio.to_thread(
+                post,
+                {"X-Hub-Signature-256": github_signature(token, push)},
+                url.replace("/ws", "/nope"),
+            )
+            assert (bad, unknown) == (404, 404)
+            good = await asyncio.to_thread(
+                post,
+                {"X-Hub-Signature-256": github_signature(token, push), "X-GitHub-Event": "push"},
+            )
+            assert good == 202
+            await until_status(kube_emulator, namespace, "ws", applied(bumped))
+
+            back = staging.pin("1.1.0")
+            patch = {"metadata": {"annotations": {REQUESTED_AT: "2024-05-01T10:00:00Z"}}}
+            assert await patched(kubeconfig, namespace, "ws", patch)
+            status = await until_status(kube_emulator, namespace, "ws", applied(back))
+            assert change(status["history"][0]) == ("1.2.0", "1.1.0", True)
+
+            probes = f"http://127.0.0.1:{operator.bound['metrics']}"
+            for probe in ("/healthz", "/readyz"):
+                response = await asyncio.to_thread(requests.get, probes + probe, timeout=10)
+                assert response.status_code == 200
+            metrics = await asyncio.to_thread(requests.get, probes + "/metrics", timeout=10)
+            runs = f'cratekeeper_runs_total{{name="ws",namespace="{namespace}",result="Succeeded"}}'
+            assert f"{runs} 3.0" in metrics.text
+
+    asyncio.run(scenario())
+
+
+def test_an_operator_stopped_mid_run_does_not_run_the_revision_twice(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+) -> None:
+    staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
+    first, second = RecordingRunner(), RecordingRunner()
+    gate = first.hold()
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace, first.factory):
+            kube_emulator.create(WORKSPACES, workspace("ws", staging.url), namespace)
+            await first.until(1)
+            status = status_of(kube_emulator, namespace, "ws")
+            reconciling = next(c for c in status["conditions"] if c["type"] == "Reconciling")
+            assert (reconciling["status"], reconciling["reason"]) == ("True", "Progressing")
+            # Stop the operator while the run is held; release the run meanwhile.
+            asyncio.get_running_loop().call_later(0.5, gate.set)
+        (only,) = first.runs
+        assert only.result is not None and not only.cancelled  # it ran to its end
+        status = status_of(kube_emulator, namespace, "ws")
+        assert status["lastAppliedRevision"] == staging.head  # recorded before the exit
+
+        async with running(settings, kubeconfig, namespace, second.factory) as operator:
+            await ticks(operator, namespace, "ws", 2)
+            status = await until_status(kube_emulator, namespace, "ws", applied(staging.head))
+        assert second.runs == []  # no second run
+        assert len(status["history"]) == 1
+        assert next(c for c in status["conditions"] if c["type"] == "Reconciling")["status"] == (
+            "False"
+        )
+
+    asyncio.run(scenario())
+
+
+def test_suspend_stops_runs_and_delete_removes_what_runs_left(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+) -> None:
+    staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
+    # What the kubernetes runner writes on its Jobs and Secrets; "not-ours" lacks managed-by.
+    labels = {"cratekeeper.dev/workspace": "ws", "app.kubernetes.io/managed-by": "cratekeeper"}
+    job = {"metadata": {"name": "ws-run", "labels": labels}, "spec": {"template": {}}}
+    kube_emulator.create("batch/v1/jobs", job, namespace)
+    kube_emulator.create(
+        "v1/secrets", {"metadata": {"name": "ws-kube", "labels": labels}}, namespace
+    )
+    kube_emulator.create("v1/secrets", {"metadata": {"name": "other"}}, namespace)
+    not_ours = {"name": "not-ours", "labels": {"cratekeeper.dev/workspace": "ws"}}
+    kube_emulator.create("v1/secrets", {"metadata": not_ours}, namespace)
+    suspended = workspace("ws", staging.url)
+    suspended["spec"]["suspend"] = True
+
+    runner = RecordingRunner()
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace, runner.factory) as operator:
+            mark = kube_emulator.mark()
+            kube_emulator.create(WORKSPACES, suspended, namespace)
+            await ticks(operator, namespace, "ws", 1, total=True)
+            status = status_of(kube_emulator, namespace, "ws")  # no runs; suspend is visible
+            assert not status.get("history") and "lastFetchedRevision" not in status
+            condition = next(c for c in status["conditions"] if c["type"] == "Suspended")
+            assert (condition["status"], condition["reason"]) == ("True", "Suspended")
+            assert ready(status)["message"].startswith("suspended (spec.suspend)")
+            # One status write (the condition), nothing else.
+            writes = [w for w in workspace_writes(kube_emulator, mark, namespace) if "/status" in w]
+            assert len(writes) == 1
+
+            path = f"{kube_emulator.url}/apis/cratekeeper.dev/v1alpha1/namespaces/{namespace}"
+            path += "/workspaces/ws"
+            await asyncio.to_thread(requests.delete, path, timeout=10)
+            await kube_emulator.until(
+                lambda: kube_emulator.get(WORKSPACES, "ws", namespace=namespace) is None,
+                timeout=20,
+            )
+
+    asyncio.run(scenario())
+    assert runner.runs == []
+    assert kube_emulator.get("batch/v1/jobs", "ws-run", namespace=namespace) is None
+    assert kube_emulator.get("v1/secrets", "ws-kube", namespace=namespace) is None
+    assert kube_emulator.get("v1/secrets", "other", namespace=namespace) is not None
+    assert kube_emulator.get("v1/secrets", "not-ours", namespace=namespace) is not None
