@@ -256,3 +256,25 @@ def test_a_playbook_matching_no_host_fails_in_the_container_too(
     result = run(runner, request(root, kubeconfig, "ns", playbook="play.yml"))
     assert (result.status, result.exit_code) == ("failed", 0)
     assert result.failure_reason is not None and "matched no host" in result.failure_reason
+
+
+def test_a_container_an_earlier_controller_left_running_ends_before_the_next_run(
+    tmp_path: Path,
+    runner: DockerRunner,
+    docker_engine: DockerEngine,
+    execution_image: str,
+    kubeconfig: Path,
+) -> None:
+    labels = {LABEL: "docker", "cratekeeper.dev/workspace": "acme-staging-1"}
+    left = docker_engine.client.containers.run(
+        execution_image, ["sleep", "3"], labels=labels, detach=True, network_mode="none"
+    )
+    try:
+        root = workspace_with_block(tmp_path, a_block(tmp_path, HEADER + "    - ping: {}\n"))
+        result = run(runner, request(root, kubeconfig, "ns", playbook="play.yml"))
+        left.reload()
+        assert left.status == "exited"  # it ended before this run started
+        assert result.status == "succeeded", "\n".join(result.log_tail)
+        assert f"container {left.name} of this workspace was still running" in result.log_tail[0]
+    finally:
+        left.remove(force=True)

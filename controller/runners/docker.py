@@ -53,10 +53,12 @@ from controller.runners.contract import (
     workdir,
 )
 from controller.runners.docker_setup import (
+    LABEL,
     container_ids,
     engine_client,
     env_path,
     explain,
+    wait_for_earlier,
 )
 from controller.runners.events import read_events
 from controller.runners.output import LineSplitter, LogTail
@@ -70,9 +72,6 @@ SCRIPT_PATH = "/cratekeeper/secrets/script.sh"
 PLUGINS_PATH = "/cratekeeper/plugins"
 PATHS = RunPaths(root=WORKSPACE_DIR, kubeconfig=KUBECONFIG_PATH, snapshot=SNAPSHOT_PATH)
 """Where the action finds the workspace, the kubeconfig and the snapshot in the container."""
-LABEL = "cratekeeper.dev/runner"
-"""Every container of this runner carries ``cratekeeper.dev/runner=docker`` (the other labels
-use the kubernetes runner's keys)."""
 TMPFS_SIZE = "256m"
 STOP_GRACE = 60.0
 """Seconds to wait for a killed container's removal before giving up on it."""
@@ -120,6 +119,8 @@ class DockerRunner:
     ) -> RunResult:
         path = await asyncio.to_thread(self._image_path)
         tail = LogTail(redactions(request), on_output)
+        for note in await asyncio.to_thread(wait_for_earlier, self._client, request):
+            tail.add(note)
         started = datetime.now(UTC)
         name = container_name(request)
         env = action_env(

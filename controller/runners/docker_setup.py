@@ -1,4 +1,5 @@
-"""The docker runner's setup: the engine client, the image's ``PATH``, the container user.
+"""The docker runner's setup: the engine client, the image's ``PATH``, the container user, and
+the workspace's containers a run must wait for.
 
 Kept apart from :mod:`controller.runners.docker` (the run itself) so each file has one job.
 """
@@ -7,17 +8,22 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Any
 
 import docker
 import docker.errors
 
 from controller.errors import RunError
+from controller.runners.base import ActionRequest
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NONROOT_USER = "65532:65532"
 """The container user when the controller runs as root (distroless's ``nonroot``)."""
 _USER = re.compile(r"^(\d+)(?::(\d+))?$")
+LABEL = "cratekeeper.dev/runner"
+"""Every container of this runner carries ``cratekeeper.dev/runner=docker`` (the other labels
+use the kubernetes runner's keys)."""
 
 
 def env_path(image: Any) -> str:
@@ -71,3 +77,31 @@ def container_ids(user: str | None) -> tuple[int, int]:
             "controller can only share its own 0600 files: leave user unset or run as that uid"
         )
     return uid, gid
+
+
+def wait_for_earlier(client: Any, request: ActionRequest) -> list[str]:
+    """This workspace's containers still running (a controller that died left them: they
+    are not adopted, their run directory is gone) end before the next run starts, so
+    two playbooks never run side by side against one cluster; notes for the log tail."""
+    filters = {
+        "label": [f"{LABEL}=docker", f"cratekeeper.dev/workspace={request.workspace}"],
+        "status": "running",
+    }
+    notes: list[str] = []
+    deadline = time.monotonic() + request.timeout
+    for container in client.containers.list(filters=filters):
+        notes.append(
+            f"cratekeeper: container {container.name} of this workspace was still running "
+            "(started by an earlier controller): waited for it to end"
+        )
+        try:
+            container.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except docker.errors.NotFound:
+            continue
+        except (docker.errors.DockerException, OSError):  # OSError: the wait timed out
+            raise RunError(
+                f"docker runner: container {container.name} of workspace "
+                f"{request.workspace} still runs after {request.timeout:g}s; cratekeeper "
+                "does not start a second run beside it (stop it to start now)"
+            ) from None
+    return notes
