@@ -29,10 +29,11 @@ from controller.kube.values import workspace_from_json
 from controller.operator.config import OperatorConfig
 from controller.operator.metrics import OperatorMetrics
 from controller.operator.secrets import secret_files
+from controller.operator.shared import Shared
 from controller.operator.state import WEBHOOK_SECRET_ANNOTATION, OperatorState
 from controller.operator.stored import failed_status, merge_patch
 from controller.operator.webhook import verify, webhook_app
-from controller.operator.worker import Shared, WorkspaceWorker
+from controller.operator.worker import WorkspaceWorker
 from controller.secrets import AgeKeys
 from controller.settings import Settings
 from tests.support.actions import push_app_deploy

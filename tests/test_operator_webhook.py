@@ -21,10 +21,10 @@ from aiohttp import web
 from controller.kube import Kube
 from controller.operator.config import OperatorConfig
 from controller.operator.metrics import OperatorMetrics
+from controller.operator.shared import Shared
 from controller.operator.state import MISSING_TTL, WEBHOOK_SECRET_ANNOTATION, OperatorState
 from controller.operator.webhook import webhook_app
 from controller.operator.wiring import local_runner
-from controller.operator.worker import Shared
 from controller.settings import Settings
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
 

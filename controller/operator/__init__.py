@@ -5,11 +5,12 @@ It maps events to :func:`controller.pipeline.reconcile` calls and outcomes to st
 
 Modules, one idea each: ``handlers`` (Kopf: login, daemons, events, delete), ``main`` (the
 process: Kopf with the webhook and metrics servers), ``state`` (the running workers, webhook
-tokens, clean-up), ``worker`` (one Workspace's loop: when to fetch, run, record), ``retry``
-(backoff bookkeeping), ``writer`` (the stored-status writer: diff, patch, pending result),
-``stored`` (reading the stored status), ``events`` (what the Events say), ``wiring`` (the runner
-and registry client of a reconcile), ``secrets`` (the spec's Secrets as private files),
-``webhook``, ``metrics``, ``config``.
+tokens, clean-up), ``worker`` (one Workspace's loop: when to fetch, run, record), ``shared``
+(what the workers share), ``retry`` (backoff bookkeeping), ``requests`` (the requested-at,
+re-apply and suspend answers), ``writer`` (the stored-status writer: diff, patch, pending
+result), ``stored`` (reading the stored status), ``events`` (what the Events say), ``wiring``
+(the runner, in its run slot, and the registry client of a reconcile), ``secrets`` (the spec's
+Secrets as private files), ``webhook``, ``metrics``, ``config``.
 """
 
 from controller.operator.config import OperatorConfig

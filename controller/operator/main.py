@@ -13,11 +13,11 @@ from controller.notify import Notifier, Policy
 from controller.operator.config import OperatorConfig
 from controller.operator.handlers import serve
 from controller.operator.metrics import OperatorMetrics, metrics_app
+from controller.operator.shared import Shared
 from controller.operator.state import OperatorState
 from controller.operator.webhook import webhook_app
 from controller.operator.wiring import RunnerFactory
 from controller.operator.wiring import runner_factory as runner_from_settings
-from controller.operator.worker import Shared
 from controller.runners.kubernetes.artifacts import SecretStore
 from controller.secrets import AgeKeys
 from controller.settings import Settings

@@ -13,8 +13,9 @@ from controller.api.spec import GROUP
 from controller.errors import CratekeeperError
 from controller.kube import Kube
 from controller.operator.events import EventSink
+from controller.operator.shared import Shared
 from controller.operator.webhook import TOKEN_KEY
-from controller.operator.worker import Shared, WorkspaceWorker
+from controller.operator.worker import WorkspaceWorker
 from controller.runners.kubernetes import MANAGED_BY, label_value
 
 WEBHOOK_SECRET_ANNOTATION = f"{GROUP}/webhook-secret"

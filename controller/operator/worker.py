@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,48 +30,21 @@ from pydantic import ValidationError
 from controller.api.spec import REAPPLY_AT, WorkspaceSpec, parse_duration
 from controller.api.status import Salvaged, WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError
-from controller.notify import Notifier
 from controller.notify.events import pending_description
 from controller.operator import events, requests, stored
-from controller.operator.config import OperatorConfig
 from controller.operator.events import EventSink
-from controller.operator.metrics import OperatorMetrics
 from controller.operator.retry import Retries
 from controller.operator.secrets import RunSecrets, secret_files
-from controller.operator.wiring import RunnerFactory, SlottedRunner, registry_client
-from controller.operator.writer import StatusWriter, WorkspaceApi
+from controller.operator.shared import Shared
+from controller.operator.wiring import SlottedRunner, registry_client
+from controller.operator.writer import StatusWriter
 from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
-from controller.runners.artifacts import ArtifactStore
 from controller.runners.base import ActionRequest
-from controller.secrets import AgeKeys
-from controller.settings import Settings
 from controller.source import Revision, fetch
 from controller.source.spec import check_fetchable, git_ref
 from controller.status import Failure, ReconcileOutcome, changed, failure, record, set_condition
 
-ArtifactStoreFactory = Callable[[str, str], ArtifactStore]
-
 INTERNAL_ERROR = "an internal error interrupted the reconcile; the operator's log names it"
-
-
-@dataclass
-class Shared:
-    """What every worker of one operator shares."""
-
-    settings: Settings
-    config: OperatorConfig
-    api: WorkspaceApi
-    metrics: OperatorMetrics
-    runner_factory: RunnerFactory
-    base_keys: AgeKeys = field(default_factory=AgeKeys)
-    run_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
-    """Held only while a block's action runs (:class:`SlottedRunner`)."""
-    check_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
-    """Held while the source is checked (ls-remote, fetch)."""
-    artifacts: ArtifactStoreFactory | None = None
-    """``(namespace, name)`` of a Workspace → where its kept block artifacts live."""
-    notifier: Notifier | None = None
-    """Commit statuses and alerts (``spec.notify``), sent off the reconcile path."""
 
 
 class WorkspaceWorker:
