@@ -142,7 +142,8 @@ def _remove_stale_engines(keep: Path) -> None:
     """Engines of checkouts gone or idle for :data:`STALE_DAYS` days (not locked by anyone)."""
     engines = cache_root() / "engines"
     cutoff = time.time() - STALE_DAYS * 86400
-    for root in engines.iterdir() if engines.is_dir() else ():
+    legacy = cache_root() / "docker"  # the one shared engine of earlier versions
+    for root in [*(engines.iterdir() if engines.is_dir() else ()), legacy]:
         lock_path = root / ".lock"
         with contextlib.suppress(OSError):
             if root == keep or lock_path.stat().st_mtime > cutoff:
