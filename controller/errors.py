@@ -198,6 +198,13 @@ class KubeLoginError(KubeError):
     reason = "KubernetesLoginFailed"
 
 
+class LeaseLostError(CratekeeperError):
+    """The active replica could not renew its Lease within the renew deadline: it stops its
+    runs and exits, so the replica that takes over never works beside it."""
+
+    reason = "LeaseLost"
+
+
 class SecretNotFoundError(CratekeeperError):
     """A Secret named in the Workspace's spec is missing, or lacks the key it needs."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from controller.errors import SettingsError
@@ -126,6 +126,57 @@ class Settings(BaseSettings):
         description="Byte budget of the cache of pulled blobs (least recently used go first).",
     )
 
+    label_selector: str | None = Field(
+        default=None,
+        description="Reconcile only the Workspaces whose labels match this selector (Kubernetes "
+        "syntax: 'sharding.fluxcd.io/key in (shard1)', '!sharding.fluxcd.io/key' for the main "
+        "shard); unset: every Workspace watched.",
+    )
+    leader_election: bool = Field(
+        default=False,
+        description="Reconcile only while holding the Lease `lease_name` (several replicas, one "
+        "active); off: this process reconciles at once, alone.",
+    )
+    lease_name: str = Field(
+        default="cratekeeper",
+        description="The coordination.k8s.io Lease the replicas of one shard compete for.",
+    )
+    lease_namespace: str | None = Field(
+        default=None,
+        description="Namespace of the Lease (default: the operator's own, or the kubeconfig's).",
+    )
+    lease_identity: str | None = Field(
+        default=None,
+        description="This replica's name in the Lease (default: host name and a random suffix).",
+    )
+    lease_duration: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds a standby waits, after the holder last renewed, before it takes "
+        "the Lease over: the longest hand-over after a replica dies.",
+    )
+    renew_deadline: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds the holder keeps reconciling without a successful renewal; then "
+        "it stops its runs and exits (shorter than lease_duration).",
+    )
+    retry_period: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between renewals (holder) and attempts to acquire (standby).",
+    )
+
+    @model_validator(mode="after")
+    def _lease_timings(self) -> Settings:
+        if not self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError(
+                "lease timings must be retry_period < renew_deadline < lease_duration, e.g. "
+                "CRATEKEEPER_RETRY_PERIOD=2 CRATEKEEPER_RENEW_DEADLINE=10 "
+                "CRATEKEEPER_LEASE_DURATION=15"
+            )
+        return self
+
     @field_validator("registry_mirrors", mode="before")
     @classmethod
     def _split_pairs(cls, value: object) -> object:
@@ -157,7 +208,7 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"CRATEKEEPER_{'_'.join(str(p) for p in err['loc']).upper()}: "
+            (f"CRATEKEEPER_{'_'.join(str(p) for p in err['loc']).upper()}: " if err["loc"] else "")
             + str(err["ctx"]["error"] if err["type"] == "value_error" else err["msg"])
             for err in exc.errors(include_url=False)
         )

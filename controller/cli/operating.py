@@ -20,6 +20,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overrides[flag] = getattr(args, flag)
     if args.namespaces:
         overrides["namespaces"] = ",".join(args.namespaces)
+    if args.watch_label_selector is not None:
+        overrides["label_selector"] = args.watch_label_selector
+    if args.leader_elect:
+        overrides["leader_election"] = True
     settings = load_settings(**overrides)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -65,6 +69,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz and /readyz")
     p.add_argument("--health-port", type=int, help="a separate port for the health probes")
     p.add_argument("--log-level", help="debug, info, warning or error")
+    p.add_argument(
+        "--watch-label-selector",
+        help="reconcile only Workspaces matching it, e.g. 'sharding.fluxcd.io/key in (shard1)'",
+    )
+    p.add_argument(
+        "--leader-elect", action="store_true", help="reconcile only while holding the Lease"
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(

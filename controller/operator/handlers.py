@@ -30,6 +30,7 @@ from controller.api.spec import GROUP, PLURAL, VERSION
 from controller.kube import Credentials
 from controller.operator.config import OperatorConfig
 from controller.operator.events import EventType
+from controller.operator.shards import Selector
 from controller.operator.state import OperatorState
 
 FINALIZER = f"{GROUP}/finalizer"
@@ -96,10 +97,17 @@ def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
     )
 
 
-def build_registry(state: OperatorState, config: OperatorConfig) -> kopf.OperatorRegistry:
-    """The handlers of one operator, bound to its state."""
+def build_registry(
+    state: OperatorState, config: OperatorConfig, selector: Selector | None = None
+) -> kopf.OperatorRegistry:
+    """The handlers of one operator, bound to its state; with a ``selector`` (a shard), only
+    the Workspaces whose labels match it (Kopf stops a daemon whose Workspace stops matching,
+    and the shard it now matches starts one)."""
     registry = kopf.OperatorRegistry()
     resource = (GROUP, VERSION, PLURAL)
+
+    def ours(labels: kopf.Labels, **_: Any) -> bool:
+        return selector is None or selector.matches(labels)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -117,7 +125,7 @@ def build_registry(state: OperatorState, config: OperatorConfig) -> kopf.Operato
     async def cleanup(**_: Any) -> None:
         state.watching = False
 
-    @kopf.on.event(*resource, registry=registry)
+    @kopf.on.event(*resource, registry=registry, when=ours)
     async def observe(
         type: str | None, body: kopf.Body, namespace: str | None, name: str | None, **_: Any
     ) -> None:
@@ -128,6 +136,7 @@ def build_registry(state: OperatorState, config: OperatorConfig) -> kopf.Operato
         *resource,
         registry=registry,
         id="reconciler",
+        when=ours,
         cancellation_backoff=config.shutdown_grace,
         cancellation_timeout=10.0,
     )
@@ -162,7 +171,7 @@ def build_registry(state: OperatorState, config: OperatorConfig) -> kopf.Operato
                 await relay
             state.drop(worker)
 
-    @kopf.on.delete(*resource, registry=registry, id="cleanup")
+    @kopf.on.delete(*resource, registry=registry, id="cleanup", when=ours)
     async def delete(
         namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any
     ) -> None:
@@ -182,11 +191,13 @@ async def serve(
     clusterwide: bool,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
+    selector: Selector | None = None,
 ) -> None:
-    """Run Kopf until ``stop_flag`` (or a signal); standalone, no peering."""
+    """Run Kopf until ``stop_flag`` (or a signal); standalone: no Kopf peering (several
+    replicas elect one active through a Lease, :mod:`controller.operator.leases`)."""
     logging.getLogger("kopf.objects").addFilter(_QUIET_BODIES)  # once: filters are a set
     await kopf.operator(
-        registry=build_registry(state, config),
+        registry=build_registry(state, config, selector),
         settings=kopf_settings(config),
         standalone=True,
         namespaces=namespaces or [],

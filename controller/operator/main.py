@@ -1,18 +1,29 @@
-"""Starting the operator: Kopf, the webhook receiver and the metrics server, together."""
+"""Starting the operator: Kopf, the webhook receiver and the metrics server, together.
+
+With ``settings.leader_election`` the servers start at once but Kopf only once this replica
+holds the shard's Lease (:mod:`controller.operator.leases`); a standby serves its probes and
+metrics and waits. With ``settings.label_selector`` only the matching Workspaces are
+reconciled (:mod:`controller.operator.shards`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from controller.errors import LeaseLostError
 from controller.kube import Kube
 from controller.notify import Notifier, Policy
 from controller.operator.config import OperatorConfig
 from controller.operator.handlers import serve
+from controller.operator.leases import Elector, Timings, default_identity
 from controller.operator.metrics import OperatorMetrics, metrics_app
+from controller.operator.shards import parse_selector
 from controller.operator.shared import Shared
 from controller.operator.state import OperatorState
 from controller.operator.webhook import webhook_app
@@ -21,6 +32,13 @@ from controller.operator.wiring import runner_factory as runner_from_settings
 from controller.runners.kubernetes.artifacts import SecretStore
 from controller.secrets import AgeKeys
 from controller.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEASE_LOST_EXIT = 3
+"""``cratekeeper run``'s exit status when it lost its Lease (the pod restarts, as a standby)."""
+ABANDON_WAIT = 5.0
+"""Seconds the cancelled workers get to kill their runs once the Lease is lost."""
 
 
 class Operator:
@@ -80,14 +98,32 @@ class Operator:
             ),
             self.kube,
         )
+        self.selector = parse_selector(settings.label_selector)
+        self.elector = (
+            Elector(
+                self.kube,
+                settings.lease_namespace or self.kube.namespace,
+                settings.lease_name,
+                settings.lease_identity or default_identity(),
+                Timings(settings.lease_duration, settings.renew_deadline, settings.retry_period),
+            )
+            if settings.leader_election
+            else None
+        )
+        self.standing_by = False
+
+    def ready(self) -> bool:
+        """Kopf watches, or this replica waits for the Lease (a standby is ready: a rollout
+        waits for new pods to be ready, and only one of them can hold the Lease)."""
+        return self.standing_by or self.state.ready()
 
     @contextlib.asynccontextmanager
     async def _servers(self) -> AsyncIterator[None]:
         apps = {
             "webhook": webhook_app(self.state.webhook_secret, self.state.trigger),
-            "metrics": metrics_app(self.metrics, self.state.ready),
+            "metrics": metrics_app(self.metrics, self.ready),
             # Probes may have a port of their own (the chart's `health`); same app, same answers.
-            "health": metrics_app(self.metrics, self.state.ready),
+            "health": metrics_app(self.metrics, self.ready),
         }
         runners: list[web.AppRunner] = []
         try:
@@ -109,20 +145,69 @@ class Operator:
     async def run(
         self, stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None
     ) -> None:
-        """Serve until ``stop_flag`` is set (or SIGINT/SIGTERM); in-flight runs finish first."""
+        """Serve until ``stop_flag`` is set (or SIGINT/SIGTERM); in-flight runs finish first.
+
+        With leader election, Kopf starts only once the Lease is held, and a clean stop
+        releases it (after the runs in flight are recorded), so a standby takes over at once.
+        :class:`LeaseLostError` when it could not be renewed in time: every worker was
+        cancelled first (local runs killed), so no two replicas ever run side by side.
+        """
         try:
             async with self._servers():
-                await serve(
-                    self.state,
-                    self.config,
-                    namespaces=self.namespaces,
-                    clusterwide=self.clusterwide,
-                    stop_flag=stop_flag,
-                    ready_flag=ready_flag,
-                )
+                if self.elector is None:
+                    await self._kopf(stop_flag, ready_flag)
+                else:
+                    await self._lead(self.elector, stop_flag or asyncio.Event(), ready_flag)
         finally:
             await self.notifier.aclose()  # what is in flight, briefly; never blocks shutdown long
             self.kube.close()
+
+    async def _kopf(
+        self, stop_flag: asyncio.Event | None, ready_flag: asyncio.Event | None
+    ) -> None:
+        await serve(
+            self.state,
+            self.config,
+            namespaces=self.namespaces,
+            clusterwide=self.clusterwide,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            selector=self.selector if self.selector.requirements else None,
+        )
+
+    async def _lead(
+        self, elector: Elector, stop: asyncio.Event, ready_flag: asyncio.Event | None
+    ) -> None:
+        self.standing_by = True
+        try:
+            if not await elector.acquire(stop):
+                return
+        finally:
+            self.standing_by = False
+        kopf = asyncio.create_task(self._kopf(stop, ready_flag))
+        keep = asyncio.create_task(elector.keep())
+        await asyncio.wait({kopf, keep}, return_when=asyncio.FIRST_COMPLETED)
+        if kopf.done():  # stopped (or failed): the runs in flight are recorded by now
+            keep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep
+            await elector.release()
+            kopf.result()
+            return
+        # Lost: stop working before a standby may take over, without waiting for runs.
+        log.error(
+            f"lost Lease {elector.namespace}/{elector.name}: stopping every run and exiting "
+            "(a standby takes over)"
+        )
+        abandoned = self.state.abandon()
+        if abandoned:
+            await asyncio.wait(abandoned, timeout=ABANDON_WAIT)
+        kopf.cancel()
+        await asyncio.wait({kopf}, timeout=ABANDON_WAIT)
+        raise LeaseLostError(
+            f"Lease {elector.namespace}/{elector.name} not renewed within "
+            f"{elector.timings.renew_deadline:g} s; this replica stopped reconciling"
+        )
 
 
 def run_operator(
@@ -144,4 +229,10 @@ def run_operator(
         health_port=health_port,
         runner_factory=runner_factory,
     )
-    asyncio.run(operator.run())
+    try:
+        asyncio.run(operator.run())
+    except LeaseLostError as exc:
+        # Exit at once: Kopf's own shutdown would wait for daemons that are gone already.
+        log.error(str(exc))
+        logging.shutdown()
+        os._exit(LEASE_LOST_EXIT)

@@ -5,6 +5,7 @@ Kopf-free, so the handlers stay a thin mapping and this part can be tested on it
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +49,7 @@ class OperatorState:
         # (namespace, name) -> (Secret name, token or None, when it expires)
         self._tokens: dict[Key, tuple[str, bytes | None, float]] = {}
         self._looked_up: dict[Key, float] = {}  # when each Workspace was last read afresh
+        self._tasks: dict[Key, asyncio.Task[object]] = {}  # the task each worker runs in
 
     def ready(self) -> bool:
         return self.watching and self.logged_in
@@ -62,14 +64,27 @@ class OperatorState:
     ) -> WorkspaceWorker:
         worker = WorkspaceWorker(namespace, name, self.shared, snapshot, events, log)
         self.workers[namespace, name] = worker
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks[namespace, name] = task
         return worker
 
     def drop(self, worker: WorkspaceWorker) -> None:
         key = (worker.namespace, worker.name)
         if self.workers.get(key) is worker:
             del self.workers[key]
+            self._tasks.pop(key, None)
             self._tokens.pop(key, None)
             self._looked_up.pop(key, None)
+
+    def abandon(self) -> list[asyncio.Task[object]]:
+        """Cancel every worker at once, runs included (the local runner kills its playbook;
+        a Job keeps running for the next holder to adopt): leadership was lost, and waiting
+        for runs to finish would let two replicas work side by side. The cancelled tasks."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
 
     def observe(self, namespace: str, name: str, body: dict[str, Any]) -> None:
         worker = self.workers.get((namespace, name))
