@@ -63,6 +63,9 @@ from controller.workspace import (
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 UNINSTALL = "uninstall"
+LOG_LINES = 20
+"""The last lines of a run's (redacted) output kept in the status, for ``cratekeeper logs``."""
+LOG_LINE_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -330,7 +333,10 @@ async def _run_one(run: Run, here: _Here) -> RunOutcome:
             where = f" (exit code {result.exit_code}): {last.strip()[:300]}"
         # A task name is templated by Ansible, so it may hold a secret too.
         message = redact(f"{run.block} {run.action} {result.status}{where}", hide)
-    return RunOutcome(run, result.status, pulled.digest, result.finished, result.job_name, message)
+    tail = tuple(redact(line, hide)[:LOG_LINE_CHARS] for line in result.log_tail[-LOG_LINES:])
+    return RunOutcome(
+        run, result.status, pulled.digest, result.finished, result.job_name, message, log_tail=tail
+    )
 
 
 def _request(

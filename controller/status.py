@@ -50,6 +50,8 @@ class RunOutcome:
     error: CratekeeperError | None = None
     """Why the run could not start or finish when the runner did not say (a pull failure,
     the runner refused): its reason names the failed step instead of ``RunFailed``."""
+    log_tail: tuple[str, ...] = ()
+    """The last lines of the run's output, redacted (kept in the newest history entry)."""
 
     @property
     def succeeded(self) -> bool:
@@ -100,6 +102,7 @@ def _change(outcome: RunOutcome) -> Change:
         reason=run.reason,
         rollback=run.rollback,
         result=_RESULT_NAMES.get(outcome.status, "Failed"),
+        log_tail=list(outcome.log_tail),
     )
 
 
@@ -335,8 +338,18 @@ def _history(
     for i, old in enumerate(history[:same_revision]):
         if (old.result, old.action, old.reapply) == (entry.result, entry.action, entry.reapply):
             merged = entry.model_copy(update={"started": old.started, "attempts": old.attempts + 1})
-            return [merged, *history[:i], *history[i + 1 :]][:limit]
-    return [entry, *history][:limit]
+            return _logs_of_newest([merged, *history[:i], *history[i + 1 :]][:limit])
+    return _logs_of_newest([entry, *history][:limit])
+
+
+def _logs_of_newest(history: list[HistoryEntry]) -> list[HistoryEntry]:
+    """Log tails only in the newest entry: the status stays small however long the history."""
+    return history[:1] + [
+        e.model_copy(update={"changes": [c.model_copy(update={"log_tail": []}) for c in e.changes]})
+        if any(c.log_tail for c in e.changes)
+        else e
+        for e in history[1:]
+    ]
 
 
 def is_applied(status: WorkspaceStatus, revision: str) -> bool:

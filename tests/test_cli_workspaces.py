@@ -26,7 +26,7 @@ from tests.support.actions import push_app_deploy
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
 from tests.support.oci_registry import Registry
-from tests.support.recording_runner import RecordingRunner
+from tests.support.recording_runner import Outcome, RecordingRunner
 
 TIMEOUT = 30.0
 
@@ -138,7 +138,7 @@ def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
     app_block: str,
     oci_registry: Registry,
 ) -> None:
-    runner = RecordingRunner()
+    runner = RecordingRunner(Outcome(log=("PLAY [deploy]", "changed: [localhost]")))
     cli = Cli(capsys, kubeconfig, namespace)
     head = repo.head()
 
@@ -191,8 +191,10 @@ def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
             code, out = await cli("history", "ws", "-o", "yaml")
             assert [h["revision"] for h in yaml.safe_load(out)] == [two, two, head]
 
-            code, out = await cli("logs", "ws")
+            code, out = await cli("logs", "ws", "--block", "hello")
             assert code == 0 and f"revision {two[:12]} Succeeded" in out
+            assert "changed: [localhost]" in out  # the recorded tail (the local runner's)
+            assert not history[1]["changes"][0]["logTail"]  # kept in the newest entry only
 
     asyncio.run(scenario())
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import IO
 
@@ -121,7 +122,22 @@ def test_demo_keep_stops_on_ctrl_c_cleans_up_and_a_second_ctrl_c_is_harmless(
     registry = demo.wait_for("Starting: OCI registry at").split(" at ")[1].split()[0]
     kubeconfig = demo.wait_for("kubectl --kubeconfig").split("--kubeconfig ")[1].split()[0]
     management = yaml.safe_load(Path(kubeconfig).read_text())["clusters"][0]["cluster"]["server"]
+    metrics = demo.wait_for("  metrics: http://").split("metrics: ")[1].strip()
     demo.wait_for("Press Ctrl-C to stop and clean up.")
+    # A playground: the CLI finds the Workspaces in the kubeconfig context's namespace.
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONPATH": str(ROOT)}
+    listed = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "get", "workspaces"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert names == ["acme-production-1", "acme-staging-1"]
+    with urllib.request.urlopen(metrics, timeout=10) as response:
+        assert b"cratekeeper_runs_total" in response.read()
     demo.process.send_signal(signal.SIGINT)
     time.sleep(0.3)
     demo.process.send_signal(signal.SIGINT)  # impatient: a second Ctrl-C

@@ -41,6 +41,11 @@ class Change(_Model):
     reason: str
     rollback: bool = False
     result: RunResultName | None = None
+    log_tail: list[str] = Field(
+        default_factory=list,
+        alias="logTail",
+        description="The last lines of the run's output, secrets redacted (newest entry only).",
+    )
 
     def __str__(self) -> str:
         old = self.from_.rsplit(":", 1)[-1] if self.from_ else "(new)"

@@ -237,17 +237,24 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         shown = False
         for job in jobs:
             for pod in await kube.list_pods(namespace, {"job-name": job}):
+                # "ansible": the kubernetes runner's main container (runners/kubernetes), not
+                # imported here, so that this command loads no runner code.
                 log = await kube.read_pod_log(namespace, pod.name, container="ansible")
                 if log is not None:
                     print(f"==> job {job}, pod {pod.name} <==")
                     print(log.rstrip())
                     shown = True
         if not shown:
-            # The local and docker runners keep no log in the cluster: the recorded message
-            # (the failed task and the redacted tail) is what there is.
+            # The local and docker runners keep no log in the cluster: the status keeps the
+            # last lines of each run (redacted), and the message of a failure.
             when = entry.finished.isoformat(timespec="seconds")
             print(f"revision {entry.revision[:12]} {entry.result} ({when}):")
-            print(entry.message or "(no log kept: the run succeeded without a message)")
+            for change in entry.changes:
+                if args.block is None or change.block == args.block:
+                    print(f"==> {change} <==")
+                    print("\n".join(change.log_tail) or "(no output recorded)")
+            if entry.message:
+                print(entry.message)
         return 0
 
     return with_kube(args, work)

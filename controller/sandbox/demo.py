@@ -279,6 +279,32 @@ def _emulators(demo: Demo) -> Iterator[tuple[KubeEmulator, KubeEmulator]]:
         yield staging, production
 
 
+def playground(demo: Demo, bound: dict[str, int]) -> None:
+    """What ``--keep`` prints: where everything is, and commands to try against it."""
+    kubeconfig = demo.work / "management.kubeconfig"  # its context's namespace: NAMESPACE
+    demo.say("Still running (--keep). In another terminal:")
+    demo.say(f"  kubectl --kubeconfig {kubeconfig} get workspaces")
+    demo.say(f"  export KUBECONFIG={kubeconfig}   (context namespace: {NAMESPACE}), then:")
+    demo.say("  cratekeeper get workspaces -o wide")
+    demo.say("  cratekeeper history acme-production-1   cratekeeper logs acme-production-1")
+    demo.say("  cratekeeper reconcile workspace acme-staging-1 --reapply")
+    demo.say("  cratekeeper suspend acme-production-1   cratekeeper resume acme-production-1")
+    demo.say("  cratekeeper diff acme-production-1")
+    for cluster in demo.clusters.values():
+        target = cluster.api.write_kubeconfig(
+            demo.work / f"{cluster.name}.kubeconfig", namespace=cluster.namespace
+        )
+        demo.say(f"  target cluster {cluster.name}: kubectl --kubeconfig {target} get deployments")
+        demo.say(f"    its Git repository: {cluster.repo} (commit there, then reconcile)")
+    if "webhook" in bound:
+        demo.say(
+            f"  push webhook: http://127.0.0.1:{bound['webhook']}/hook/{NAMESPACE}/<workspace>"
+        )
+    if "metrics" in bound:
+        demo.say(f"  metrics: http://127.0.0.1:{bound['metrics']}/metrics")
+    demo.say("Press Ctrl-C to stop and clean up.")
+
+
 async def _run(demo: Demo, registry: Registry, keep: bool, stopper: Stopper) -> bool:
     """Run the operator and the story until the story ends (with ``keep``: until a signal).
     Whether the story was told to its end."""
@@ -293,12 +319,22 @@ async def _run(demo: Demo, registry: Registry, keep: bool, stopper: Stopper) -> 
         runner="local",  # the demo has no kubelet: its playbooks run in this process
     )
     config = OperatorConfig(
-        kubeconfig=demo.management.write_kubeconfig(demo.work / "management.kubeconfig"),
+        kubeconfig=demo.management.write_kubeconfig(
+            demo.work / "management.kubeconfig", namespace=NAMESPACE
+        ),
         retry_base=1.0,
         retry_max=5.0,
         work_dir=demo.work,
     )
-    operator = Operator(settings, namespaces=[NAMESPACE], config=config, host="127.0.0.1")
+    port = 0 if keep else None  # --keep: webhook and metrics on free ports, printed
+    operator = Operator(
+        settings,
+        namespaces=[NAMESPACE],
+        config=config,
+        host="127.0.0.1",
+        webhook_port=port,
+        metrics_port=port,
+    )
     stop, ready = asyncio.Event(), asyncio.Event()
     told = False
 
@@ -309,11 +345,7 @@ async def _run(demo: Demo, registry: Registry, keep: bool, stopper: Stopper) -> 
         await demo.play()
         told = True
         if keep:
-            kubeconfig = demo.work / "management.kubeconfig"
-            demo.say("Still running (--keep). In another terminal:")
-            demo.say(f"  kubectl --kubeconfig {kubeconfig} get workspaces -n {NAMESPACE}")
-            demo.say(f"  Git repositories: {demo.work / 'git'}   (commit there, then wait 30s)")
-            demo.say("Press Ctrl-C to stop and clean up.")
+            playground(demo, operator.bound)
             await asyncio.Event().wait()
 
     tasks = {
