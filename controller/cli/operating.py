@@ -15,7 +15,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from controller.operator import run_operator
 
     overrides: dict[str, object] = {}
-    for flag in ("runner", "webhook_port", "metrics_port", "health_port", "log_level"):
+    for flag in (
+        "kubeconfig",
+        "runner",
+        "webhook_port",
+        "metrics_port",
+        "health_port",
+        "log_level",
+    ):
         if getattr(args, flag) is not None:
             overrides[flag] = getattr(args, flag)
     if args.namespaces:
@@ -64,6 +71,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--namespace", action="append", dest="namespaces", help="watch this namespace (repeat)"
     )
     scope.add_argument("--all-namespaces", action="store_true", help="watch the whole cluster")
+    p.add_argument(
+        "--kubeconfig", help="the management cluster (else $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
     p.add_argument("--runner", choices=("local", "docker", "kubernetes"), help="where actions run")
     p.add_argument("--webhook-port", type=int, help="port of the push webhook receiver")
     p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz and /readyz")

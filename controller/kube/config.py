@@ -114,6 +114,12 @@ def load_cluster(
 
 
 def _from_kubeconfig(files: str, context: str | None) -> Cluster:
+    listed_files = [Path(part).expanduser() for part in files.split(os.pathsep) if part]
+    if not any(path.is_file() for path in listed_files):
+        raise KubeLoginError(
+            f"kubeconfig {files} does not exist; give the management cluster's kubeconfig "
+            "(--kubeconfig, CRATEKEEPER_KUBECONFIG or $KUBECONFIG)"
+        )
     configuration = kubernetes.client.Configuration()
     load: Any = kubernetes.config.load_kube_config  # untyped upstream
     listed: Any = kubernetes.config.list_kube_config_contexts
@@ -148,8 +154,9 @@ def _in_cluster(environ: Mapping[str, str], service_account: Path) -> Cluster:
         loader.load_and_set(configuration)
     except kubernetes.config.ConfigException as exc:
         raise KubeLoginError(
-            f"no Kubernetes cluster to talk to: no kubeconfig (--kubeconfig, $KUBECONFIG, "
-            f"~/.kube/config) and not in a pod ({exc})"
+            "no Kubernetes cluster to talk to: no kubeconfig (--kubeconfig or "
+            "CRATEKEEPER_KUBECONFIG, $KUBECONFIG, ~/.kube/config) and not in a pod "
+            f"({exc})"
         ) from None
     try:
         namespace = (service_account / "namespace").read_text(encoding="utf-8").strip()
