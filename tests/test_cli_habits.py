@@ -82,6 +82,7 @@ def test_plan_exit_code_is_0_for_nothing_2_for_something_1_for_an_error(
     assert run(capsys, "plan", path, "--base", "HEAD~1", "--exit-code")[0] == 2
     assert run(capsys, "plan", path, "--base", "HEAD~1")[0] == 0  # without the flag: 0
     assert run(capsys, "plan", path, "--base", "no-such-rev", "--exit-code")[0] == 1
+    assert run(capsys, "plan", path, "--bsae", "HEAD", "--exit-code")[0] == 1  # a usage error
 
 
 def test_promotions_json_says_which_side_is_ahead(capsys: pytest.CaptureFixture[str]) -> None:

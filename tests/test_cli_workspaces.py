@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +31,7 @@ from tests.support.oci_registry import Registry
 from tests.support.recording_runner import Outcome, RecordingRunner
 
 TIMEOUT = 30.0
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +158,9 @@ def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
             assert (code, row.split()[:5]) == (0, ["ws", "True", "False", head[:12], "1/1"])
             code, out = await cli("get", "ws", "-o", "wide")
             assert f"file://{repo.path}" in out and "branch:main" in out
+            code, out = await cli("get", "workspaces", "-A")
+            assert out.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
+            assert [namespace, "ws", "True"] in [line.split()[:3] for line in out.splitlines()]
             code, out = await cli("get", "workspaces", "ws", "-o", "json")
             assert json.loads(out)["items"][0]["status"]["lastAppliedRevision"] == head
 
@@ -183,13 +189,32 @@ def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
             ]
             assert history[0]["changes"][0]["reason"] == "reapply"
 
+            runner.script(Outcome("failed", failed_task="Deployment"))
+            code, out = await cli("reconcile", "workspace", "ws", "--reapply")
+            assert code == 1 and "✗ not ready: RunFailed" in out, out
+            now = status(kube_emulator, namespace)
+            assert now["lastHandledReapplyAt"] != now["lastHandledReconcileAt"]  # asked for still
+            runner.script(Outcome(log=("PLAY [deploy]", "changed: [localhost]")))
+            await kube_emulator.until(
+                lambda: (
+                    status(kube_emulator, namespace).get("lastHandledReapplyAt")
+                    == now["lastHandledReconcileAt"]
+                ),
+                timeout=TIMEOUT,
+            )  # the retry succeeded: answered
+            history = status(kube_emulator, namespace)["history"]
+            assert [(h["result"], h["reapply"]) for h in history[:2]] == [
+                ("Succeeded", True),
+                ("Failed", True),
+            ]
+
             code, out = await cli("history", "ws")
             lines = out.splitlines()
             assert lines[0].split()[:3] == ["REVISION", "RESULT", "ATTEMPTS"]
             assert "Succeeded (reapply)" in lines[1] and "(re-applied)" in lines[1]
             assert "hello: two" in lines[2]
             code, out = await cli("history", "ws", "-o", "yaml")
-            assert [h["revision"] for h in yaml.safe_load(out)] == [two, two, head]
+            assert [h["revision"] for h in yaml.safe_load(out)] == [two, two, two, head]
 
             code, out = await cli("logs", "ws", "--block", "hello")
             assert code == 0 and f"revision {two[:12]} Succeeded" in out
@@ -218,8 +243,27 @@ def test_suspend_is_visible_and_resume_reconciles_again(
             kube_emulator.create(WORKSPACES, workspace(f"file://{repo.path}"), namespace)
             await applied(kube_emulator, namespace, head)
 
+            watch = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "controller.cli",
+                "get",
+                "workspaces",
+                "-w",
+                *cli.flags,
+                stdout=asyncio.subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
             code, out = await cli("suspend", "ws")
             assert code == 0 and "✔ suspended" in out, out
+            assert watch.stdout is not None
+            try:  # -w prints the table again when the Workspace changes
+                async with asyncio.timeout(TIMEOUT):
+                    while (await watch.stdout.readline()).split()[:3] != [b"ws", b"True", b"True"]:
+                        pass
+            finally:
+                watch.kill()
+                await watch.wait()
             now = status(kube_emulator, namespace)
             assert (condition(now, "Suspended")["status"], condition(now, "Ready")["status"]) == (
                 "True",

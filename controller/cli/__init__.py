@@ -75,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = parse(argv)
+    except SystemExit as exc:
+        # argparse exits 2 on a usage error; where 2 means "something would run" (plan
+        # --exit-code, diff), a typo in a CI job must not read as that: an error is 1.
+        if exc.code == 2 and ("--exit-code" in argv or argv[:1] == ["diff"]):
+            return 1
+        raise
+    try:
         code: int = args.func(args)
         sys.stdout.flush()
     except CratekeeperError as exc:
