@@ -117,12 +117,19 @@ class ActionRequest:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Values of the block's secret config (secrets.poly): redacted from the log like the
     kubeconfig's credentials."""
+    check: bool = False
+    """Ansible check mode (``--check --diff``): report what would change, change nothing
+    (drift detection, previews). Only a playbook action has such a mode."""
 
     def __post_init__(self) -> None:
         if (self.playbook is None) == (not self.has_script):
             raise ValueError(
                 f"block {self.block!r} action {self.action!r}: exactly one of a playbook or a "
                 "script is required"
+            )
+        if self.check and self.has_script:  # a script has no dry run: it would really run
+            raise ValueError(
+                f"block {self.block!r} action {self.action!r}: a script action has no check mode"
             )
 
     @property
@@ -170,6 +177,8 @@ class RunResult:
     failure_reason: str | None = None
     """Why a run that exited 0 still failed (a playbook whose plays matched no host), in words
     a status message can carry as is."""
+    changed_tasks: tuple[str, ...] = ()
+    """The names of the tasks that reported a change (in check mode: would change), in order."""
 
     @property
     def succeeded(self) -> bool:
@@ -201,6 +210,7 @@ class RunResult:
             job_name=job_name,
             failed_task=events.failed_task,
             failure_reason=reason,
+            changed_tasks=events.changed_tasks,
         )
 
 

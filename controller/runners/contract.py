@@ -139,9 +139,11 @@ def command(
     request: ActionRequest, paths: RunPaths, *, ansible_playbook: str, script: str
 ) -> list[str]:
     """What runs, from the block's workdir: ``ansible-playbook -e @SNAPSHOT PLAYBOOK`` for a
-    playbook action (Polycrate's ``saveAnsibleScript``), ``bash SCRIPT`` for a script."""
+    playbook action (Polycrate's ``saveAnsibleScript``; ``--check --diff`` in check mode),
+    ``bash SCRIPT`` for a script."""
     if request.playbook is not None:
-        return [ansible_playbook, "-e", f"@{paths.snapshot}", request.playbook]
+        check = ["--check", "--diff"] if request.check else []
+        return [ansible_playbook, *check, "-e", f"@{paths.snapshot}", request.playbook]
     return ["/bin/bash", script]
 
 

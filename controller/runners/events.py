@@ -30,6 +30,8 @@ class Events:
     artifacts_written: int = 0
     """Files the action wrote under its artifacts folder, when the runner counts them (the
     kubernetes runner, which cannot keep them)."""
+    changed_tasks: tuple[str, ...] = ()
+    """The names of the tasks that reported a change, first seen first, each once."""
 
     @property
     def nothing_ran(self) -> str | None:
@@ -49,6 +51,7 @@ def parse_events(text: str) -> Events:
     totals = dict.fromkeys(_COUNT_FIELDS, 0)
     failed_task: str | None = None
     playbooks = hostless = written = 0
+    changed: dict[str, None] = {}  # ordered, each name once (a task may change several hosts)
     for raw in text.splitlines():
         try:
             event = json.loads(raw)
@@ -58,6 +61,8 @@ def parse_events(text: str) -> Events:
             continue
         if event.get("event") == "task" and event.get("status") == "failed" and not failed_task:
             failed_task = str(event.get("task"))
+        if (event.get("event"), event.get("status"), event.get("changed")) == ("task", "ok", True):
+            changed[str(event.get("task"))] = None
         if event.get("event") == "artifacts" and isinstance(event.get("written"), int):
             written = max(written, event["written"])
         if event.get("event") == "stats":
@@ -70,7 +75,7 @@ def parse_events(text: str) -> Events:
                 totals[key] += value
             playbooks += 1
             hostless += 1 if without >= plays else 0
-    return Events(TaskCounts(**totals), failed_task, playbooks, hostless, written)
+    return Events(TaskCounts(**totals), failed_task, playbooks, hostless, written, tuple(changed))
 
 
 def read_events(path: Path) -> Events:

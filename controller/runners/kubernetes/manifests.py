@@ -57,9 +57,10 @@ PATHS = RunPaths(
 
 # The main container's entry point. It runs the action, then copies the first failed task, a
 # count of the files the action wrote under its block's artifacts folder (they are not brought
-# back: docs/kubernetes-runner.md, "Artifacts"), and the last stats lines (one per playbook
-# run) of the callback's events into the termination message (the kubelet keeps at most 4 KiB,
-# from the end: the last stats line always survives), and exits with the action's code.
+# back: docs/kubernetes-runner.md, "Artifacts"), the first changed tasks (drift detection
+# names them), and the last stats lines (one per playbook run) of the callback's events into
+# the termination message (the kubelet keeps at most 4 KiB, from the end: the last stats line
+# always survives), and exits with the action's code.
 # Only sh, grep, head, tail, find and wc are needed, so any Ansible execution image will do.
 RUN_SCRIPT = """\
 start="$CRATEKEEPER_EVENTS_FILE.start"
@@ -76,6 +77,7 @@ rc=$?
     if [ "$n" -gt 0 ]; then echo "{\\"event\\": \\"artifacts\\", \\"written\\": $n}"; fi
   fi
   if [ -f "$CRATEKEEPER_EVENTS_FILE" ]; then
+    grep '"changed": true' "$CRATEKEEPER_EVENTS_FILE" | head -n 10
     grep '"event": "stats"' "$CRATEKEEPER_EVENTS_FILE" | tail -n 10
   fi
 } > "${CRATEKEEPER_TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null
