@@ -44,7 +44,9 @@ def add_output_flag(p: argparse.ArgumentParser, *choices: str) -> None:
         "--output",
         choices=choices or OUTPUTS,
         default="text",
-        help="text (a table), json or yaml",
+        help="text (a table), "
+        + ("wide (the table with source, ref and last run), " if "wide" in choices else "")
+        + "json or yaml",
     )
 
 
