@@ -53,10 +53,8 @@ def suspend(status: WorkspaceStatus, generation: int | None) -> tuple[WorkspaceS
     ready = status.condition("Ready")
     if ready is not None and not ready.message.startswith(SUSPENDED_NOTE):
         message = f"{SUSPENDED_NOTE}; last: {ready.message}" if ready.message else SUSPENDED_NOTE
-        conds = [
-            *(c for c in conds if c.type != "Ready"),
-            ready.model_copy(update={"message": message}),
-        ]
+        noted = ready.model_copy(update={"message": message})
+        conds = [noted if c.type == "Ready" else c for c in conds]  # in place: order is stable
     elif ready is None:
         conds = set_condition(conds, "Ready", "Unknown", SUSPENDED, SUSPENDED_NOTE, now, generation)
     new = status.model_copy(update={"conditions": conds, "observed_generation": generation})
