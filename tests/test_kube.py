@@ -104,10 +104,10 @@ def test_no_kubeconfig_outside_a_pod_is_an_error_that_says_what_was_tried(tmp_pa
     message = str(caught.value)
     assert "--kubeconfig" in message and "$KUBECONFIG" in message and "not in a pod" in message
     assert caught.value.reason == "KubernetesLoginFailed"
-    with pytest.raises(KubeLoginError, match="missing.yml does not exist"):
+    with pytest.raises(KubeLoginError, match=r"missing\.yml does not exist"):
         Kube.connect(tmp_path / "missing.yml")
     (tmp_path / "broken.yml").write_text("clusters: [{name: c}]\n")
-    with pytest.raises(KubeLoginError, match="cannot use kubeconfig .*broken.yml"):
+    with pytest.raises(KubeLoginError, match=r"cannot use kubeconfig .*broken\.yml"):
         Kube.connect(tmp_path / "broken.yml")
 
 

@@ -148,10 +148,10 @@ def test_a_webhook_annotation_added_a_moment_ago_is_honoured(
     }
     kube_emulator.create(WORKSPACES, annotated, namespace)
     kube = Kube.from_kubeconfig(kubeconfig)
-    # The watch has not brought the annotation yet: the worker's body is the one before it.
-    state = served(kube, namespace, tmp_path, {"metadata": {"name": "ws", "annotations": {}}})
 
     async def scenario() -> list[bytes | None]:
+        # The watch has not brought the annotation yet: the worker's body is the one before it.
+        state = served(kube, namespace, tmp_path, {"metadata": {"name": "ws", "annotations": {}}})
         tokens = [await state.webhook_secret(namespace, "ws")]  # the Secret is not there yet
         token = base64.b64encode(b"t0ken").decode()
         kube_emulator.create(
