@@ -85,6 +85,8 @@ class PipelineContext:
     the revision is applied."""
     reapply: bool = False
     """Run every block of the revision again, applied or not (the re-apply request)."""
+    correct: frozenset[str] = frozenset()
+    """With ``reapply``: run only these blocks again, a drift correction (controller.drift)."""
     artifacts: ArtifactStore | None = None
     """Where this Workspace's kept ``artifacts/blocks/`` live between runs (DESIGN §2): laid
     back into the export before the first run, saved after each successful one."""
@@ -126,6 +128,7 @@ async def reconcile(
             finished=_now(),
             ref=ctx.ref,
             reapply=ctx.reapply,
+            correction=bool(ctx.correct),
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -181,6 +184,9 @@ async def _reconcile(
         secrets=secrets,
         reapply=ctx.reapply,
     )
+    if ctx.correct:  # a drift correction runs the drifted blocks only
+        drifted = tuple(r for r in the_plan.runs if r.block in ctx.correct)
+        the_plan = replace(the_plan, runs=drifted, removed=())
     if the_plan.empty:
         progress(f"revision {revision.sha[:12]}: every block is up to date")
         return outcome()

@@ -78,6 +78,8 @@ class ReconcileOutcome:
     ``--ref`` names there), None when unknown."""
     reapply: bool = False
     """Every block ran again because a person asked (not a change in Git)."""
+    correction: bool = False
+    """The drifted blocks ran again at the applied revision (``spec.drift.correct``)."""
 
     @property
     def succeeded(self) -> bool:
@@ -322,6 +324,7 @@ def _entry(outcome: ReconcileOutcome) -> HistoryEntry:
         finished=outcome.finished,
         job_names=[r.job_name for r in outcome.runs if r.job_name],
         reapply=outcome.reapply,
+        correction=outcome.correction,
         last_attempt=outcome.started,
     )
 
@@ -336,7 +339,8 @@ def _history(
     while same_revision < len(history) and history[same_revision].revision == entry.revision:
         same_revision += 1
     for i, old in enumerate(history[:same_revision]):
-        if (old.result, old.action, old.reapply) == (entry.result, entry.action, entry.reapply):
+        key = (entry.result, entry.action, entry.reapply, entry.correction)
+        if (old.result, old.action, old.reapply, old.correction) == key:
             merged = entry.model_copy(update={"started": old.started, "attempts": old.attempts + 1})
             return _logs_of_newest([merged, *history[:i], *history[i + 1 :]][:limit])
     return _logs_of_newest([entry, *history][:limit])

@@ -88,6 +88,7 @@ def test_status_is_exactly_the_status_model() -> None:
         "Reconciling",
         "Stalled",
         "Suspended",
+        "Drifted",
     ]
 
 

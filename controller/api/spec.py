@@ -135,6 +135,28 @@ class RunnerSpec(_Model):
     )
 
 
+class DriftSpec(_Model):
+    """Drift detection (docs/drift.md): each applied block's action in Ansible check mode."""
+
+    interval: Duration = Field(
+        default="1h",
+        description="How often every applied block's action runs in check mode "
+        "(--check --diff) against the cluster, at the applied revision and block digest.",
+    )
+    correct: bool = Field(
+        default=False,
+        description="Re-apply the blocks found drifted (recorded in history as a correction); "
+        "false: only report (the Drifted condition, an event, a metric).",
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _positive(cls, value: str) -> str:
+        if parse_duration(value) <= 0:
+            raise ValueError("interval must be longer than 0s")
+        return value
+
+
 ForgeProvider = Literal["github", "gitlab", "gitea"]
 AlertType = Literal["slack", "teams", "webhook"]
 EventKind = Literal["RunFailed", "RunSucceeded", "RollbackApplied", "DriftFound", "Stalled"]
@@ -210,6 +232,9 @@ class WorkspaceSpec(_Model):
     decryption: DecryptionSpec = Field(default_factory=DecryptionSpec)
     action: str = Field(default="deploy", min_length=1, description="Action run per change.")
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
+    drift: DriftSpec | None = Field(
+        default=None, description="Drift detection; none (off) when unset."
+    )
     notify: NotifySpec = Field(
         default_factory=NotifySpec, description="Commit statuses on the forge and alerts."
     )

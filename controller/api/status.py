@@ -78,6 +78,11 @@ class HistoryEntry(_Model):
         description="A person asked to run every block of this revision again (the re-apply "
         "annotation): not a change in Git.",
     )
+    correction: bool = Field(
+        default=False,
+        description="A drift correction (spec.drift.correct): the blocks found drifted ran "
+        "again at the applied revision.",
+    )
     attempts: int = Field(default=1, ge=1, description="Attempts that ended with this result.")
     last_attempt: datetime | None = Field(
         default=None, alias="lastAttempt", description="When the last attempt started."
@@ -87,7 +92,7 @@ class HistoryEntry(_Model):
 class Condition(_Model):
     """A Kubernetes-convention condition (``metav1.Condition``)."""
 
-    type: Literal["Ready", "Reconciling", "Stalled", "Suspended"]
+    type: Literal["Ready", "Reconciling", "Stalled", "Suspended", "Drifted"]
     status: Literal["True", "False", "Unknown"]
     reason: str
     message: str = ""

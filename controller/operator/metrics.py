@@ -15,7 +15,7 @@ _LABELS = ("namespace", "name")
 # The conditions the status carries (Suspended also straight from spec.suspend when the caller
 # knows it): the dashboard counts Workspaces by them and the alert rules fire on them
 # (charts/cratekeeper/dashboards/, templates/prometheusrule.yaml).
-CONDITIONS = ("Ready", "Reconciling", "Stalled", "Suspended")
+CONDITIONS = ("Ready", "Reconciling", "Stalled", "Suspended", "Drifted")
 
 
 class OperatorMetrics:
@@ -61,6 +61,12 @@ class OperatorMetrics:
             (*_LABELS, "channel"),
             registry=self.registry,
         )
+        self.drift_detected = Counter(
+            "cratekeeper_drift_detected_total",
+            "Drift checks (spec.drift) that found a block drifted, by block.",
+            (*_LABELS, "block"),
+            registry=self.registry,
+        )
         self.conditions = Gauge(
             "cratekeeper_workspace_condition",
             "1 when the Workspace's condition is True, else 0 (Suspended: spec.suspend).",
@@ -96,6 +102,7 @@ class OperatorMetrics:
             (self.fetch_errors, (*_LABELS, "reason")),
             (self.pull_errors, (*_LABELS, "reason")),
             (self.notification_failures, (*_LABELS, "channel")),
+            (self.drift_detected, (*_LABELS, "block")),
             (self.conditions, (*_LABELS, "condition")),
         ]
 

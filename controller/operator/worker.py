@@ -32,6 +32,7 @@ from controller.api.status import Salvaged, WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError
 from controller.notify.events import pending_description
 from controller.operator import events, requests, stored
+from controller.operator.drift import DriftWatch
 from controller.operator.events import EventSink
 from controller.operator.retry import Retries
 from controller.operator.secrets import RunSecrets, secret_files
@@ -77,6 +78,7 @@ class WorkspaceWorker:
         self._forced = False
         self._stopping = False
         self._retries = Retries(shared.config.backoff)
+        self._drift = DriftWatch(namespace, name, shared, self._writer, log)
         self.ticks = 0  # completed ticks (for tests and debugging)
         body = snapshot()
         self._generation = body.get("metadata", {}).get("generation")
@@ -202,16 +204,19 @@ class WorkspaceWorker:
                 if wait is not None:
                     return wait
                 outcome = await self._reconcile(spec, revision, status, secrets, bool(reapply))
+                if outcome.up_to_date:  # in sync with Git: is the cluster still? (spec.drift)
+                    self._retries.clear()
+                    await self._writer.write(
+                        record(status, outcome, spec.history_limit, generation)
+                    )
+                    drift = await self._drift.tick(spec, revision, secrets, generation)
+                    return interval if drift is None else min(interval, max(drift, 1.0))
         except CratekeeperError as exc:
             shared.metrics.fetch_errors.labels(*labels, exc.reason).inc()
             delay = self._retries.failed(None, generation, stalled=False)
             new = stored.failed_status(status, exc.reason, str(exc), generation, stalled=False)
             await self._writer.write(new, [("Warning", exc.reason, str(exc))])
             return min(interval, delay)
-        if outcome.up_to_date:
-            self._retries.clear()
-            await self._writer.write(record(status, outcome, spec.history_limit, generation))
-            return interval
         shared.metrics.reconcile_duration.labels(*labels).observe(time.monotonic() - started)
         return await self._finish(spec, outcome, generation, interval, reapply)
 

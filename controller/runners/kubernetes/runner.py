@@ -215,12 +215,18 @@ class KubernetesRunner:
         return self._workspace_object or request.workspace
 
     def job_name(self, request: ActionRequest) -> str:
-        """The run's Job name, from the Workspace object's identity (namespace and name)."""
+        """The run's Job name, from the Workspace object's identity (namespace and name).
+
+        A check-mode run (drift, preview) repeats at the same revision: its name carries the
+        second it starts, so it never adopts an earlier check's (or the apply's) finished Job."""
+        revision, action = request.revision, request.action
+        if request.check:
+            revision, action = f"{revision}@{int(time.time())}", f"{action}-check"
         return job_name(
             self.workspace_object(request),
-            request.revision,
+            revision,
             request.block,
-            request.action,
+            action,
             namespace=self._namespace,
         )
 
