@@ -64,7 +64,10 @@ class OperatorState:
     ) -> WorkspaceWorker:
         worker = WorkspaceWorker(namespace, name, self.shared, snapshot, events, log)
         self.workers[namespace, name] = worker
-        task = asyncio.current_task()
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no loop running (a unit test builds workers outside one)
+            task = None
         if task is not None:
             self._tasks[namespace, name] = task
         return worker

@@ -79,3 +79,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- if or .Values.caBundle.configMap .Values.caBundle.secret }}yes{{ end }}
 {{- end }}
+
+{{/* Leader election: asked for, or implied by more than one replica (non-empty: on). */}}
+{{- define "cratekeeper.leaderElection" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}on{{ end }}
+{{- end }}
+
+{{/* The name of one instance's Deployment, Service and Lease: (list root shard); "" is main. */}}
+{{- define "cratekeeper.instanceName" -}}
+{{- $root := index . 0 }}
+{{- $shard := index . 1 }}
+{{- if $shard }}
+{{- printf "%s-%s" (include "cratekeeper.fullname" $root) $shard | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- include "cratekeeper.fullname" $root }}
+{{- end }}
+{{- end }}
+
+{{/* The pod label that tells instances apart once there are shards: (list root shard). */}}
+{{- define "cratekeeper.shardLabel" -}}
+{{- $root := index . 0 }}
+{{- $shard := index . 1 }}
+{{- if $root.Values.shards }}
+cratekeeper.dev/shard: {{ default "main" $shard }}
+{{- end }}
+{{- end }}
+
+{{/* The label selector of one instance: its shard's Workspaces, or (main) the unlabelled. */}}
+{{- define "cratekeeper.shardSelector" -}}
+{{- if . }}sharding.fluxcd.io/key in ({{ . }}){{ else }}!sharding.fluxcd.io/key{{ end }}
+{{- end }}
