@@ -18,6 +18,9 @@ REQUESTED_AT = f"{GROUP}/requested-at"
 REAPPLY_AT = f"{GROUP}/reapply-at"
 """Annotation: run every block of the current revision again (any new value); answered in
 ``status.lastHandledReapplyAt`` once that succeeded."""
+PUSHED_AT = f"{GROUP}/pushed-at"
+"""Annotation: a signed push arrived at a replica that does not reconcile this Workspace (a
+standby, another shard); the one that does checks the source at once (not forced)."""
 
 _DURATION = re.compile(r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -10,7 +10,8 @@ tokens, clean-up), ``worker`` (one Workspace's loop: when to fetch, run, record)
 re-apply and suspend answers), ``writer`` (the stored-status writer: diff, patch, pending
 result), ``stored`` (reading the stored status), ``events`` (what the Events say), ``wiring``
 (the runner, in its run slot, and the registry client of a reconcile), ``secrets`` (the spec's
-Secrets as private files), ``webhook``, ``metrics``, ``config``.
+Secrets as private files), ``webhook``, ``metrics``, ``config``; ``leases`` (leader election on
+a Lease), ``shards`` (label selectors), ``relay`` (pushes for Workspaces another replica serves).
 """
 
 from controller.operator.config import OperatorConfig

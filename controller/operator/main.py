@@ -23,6 +23,7 @@ from controller.operator.config import OperatorConfig
 from controller.operator.handlers import serve
 from controller.operator.leases import Elector, Timings, default_identity
 from controller.operator.metrics import OperatorMetrics, metrics_app
+from controller.operator.relay import Relay
 from controller.operator.shards import parse_selector
 from controller.operator.shared import Shared
 from controller.operator.state import OperatorState
@@ -111,16 +112,25 @@ class Operator:
             else None
         )
         self.standing_by = False
+        self.relay = Relay(self.kube, None if clusterwide else namespaces)
 
     def ready(self) -> bool:
         """Kopf watches, or this replica waits for the Lease (a standby is ready: a rollout
         waits for new pods to be ready, and only one of them can hold the Lease)."""
         return self.standing_by or self.state.ready()
 
+    async def _webhook_secret(self, namespace: str, name: str) -> bytes | None:
+        if (namespace, name) in self.state.workers:
+            return await self.state.webhook_secret(namespace, name)
+        return await self.relay.secret(namespace, name)  # a standby, or another shard's
+
+    def _trigger(self, namespace: str, name: str) -> bool:
+        return self.state.trigger(namespace, name) or self.relay.pass_on(namespace, name)
+
     @contextlib.asynccontextmanager
     async def _servers(self) -> AsyncIterator[None]:
         apps = {
-            "webhook": webhook_app(self.state.webhook_secret, self.state.trigger),
+            "webhook": webhook_app(self._webhook_secret, self._trigger),
             "metrics": metrics_app(self.metrics, self.ready),
             # Probes may have a port of their own (the chart's `health`); same app, same answers.
             "health": metrics_app(self.metrics, self.ready),

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.api.spec import REAPPLY_AT, WorkspaceSpec, parse_duration
+from controller.api.spec import PUSHED_AT, REAPPLY_AT, WorkspaceSpec, parse_duration
 from controller.api.status import Salvaged, WorkspaceStatus
 from controller.errors import CratekeeperError, RegistryError
 from controller.notify.events import pending_description
@@ -84,6 +84,7 @@ class WorkspaceWorker:
         self._generation = body.get("metadata", {}).get("generation")
         self._requested = requests.requested_at(body)
         self._reapply = requests.annotation(body, REAPPLY_AT)
+        self._pushed = requests.annotation(body, PUSHED_AT)
 
     # signals
 
@@ -113,6 +114,10 @@ class WorkspaceWorker:
         if (requested, reapply) != (self._requested, self._reapply):
             self._requested, self._reapply = requested, reapply
             self.wake(force=True)
+        pushed = requests.annotation(body, PUSHED_AT)
+        if pushed != self._pushed:  # a push another replica received (operator/relay.py)
+            self._pushed = pushed
+            self.wake(force=False)
 
     # the loop
 
