@@ -14,28 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from controller.api.status import Condition, WorkspaceStatus
 from controller.errors import CratekeeperError
-from controller.pipeline import (
-    PipelineContext,
-    Progress,
-    _Here,
-    _lay_back,
-    _request,
-    load_secrets,
-    unexpected,
-)
-from controller.plan import SecretConfigs
-from controller.refs import BlockRef
-from controller.registry import pull_block
+from controller.pipeline import PipelineContext, Progress, lay_back, load_secrets, unexpected
+from controller.pipeline.runs import Shared, prepare, request
+from controller.plan import Run, SecretConfigs
 from controller.runners.base import redact, redactions
-from controller.secrets import config_hash_key, read_kubeconfig, secret_values
+from controller.secrets import config_hash_key, read_kubeconfig
 from controller.source import GitTree, Revision
 from controller.status import set_condition
 from controller.workspace import read_workspace
@@ -165,36 +156,48 @@ async def _check(
     with tempfile.TemporaryDirectory(prefix="cratekeeper-drift-", dir=ctx.work_dir) as tmp:
         root = Path(tmp)
         await asyncio.to_thread(revision.tree.export, root)
-        await _lay_back(ctx.artifacts, root, progress)
-        here = _Here(ws, root, kubeconfig, secrets, revision, ctx, progress)
+        await lay_back(ctx.artifacts, root, progress)
+        shared = Shared(
+            ws=ws,
+            root=root,
+            revision=revision.sha,
+            kubeconfig=kubeconfig,
+            secrets=secrets,
+            runner=ctx.runner,
+            registry=ctx.registry,
+            progress=progress,
+            unexpected=unexpected,
+            timeout=ctx.timeout,
+            on_output=ctx.on_output,
+            allow_prompted=ctx.allow_prompted_actions,
+            workspace_secrets=found.config if found else {},
+        )
         for block in applied:
             if block.name not in resolved:
                 why = "not in the applied revision's workspace.poly"
                 results.append(BlockDrift(block.name, "CheckFailed", why=why))
                 continue
-            ref = replace(BlockRef.parse(block.from_), digest=block.digest or None)
-            config = resolved[block.name].config
-            results.append(await check_block(ref, block.name, config, here))
+            at = resolved[block.name]
+            if at.ref is not None:  # pinned by the digest that was applied, when known
+                at = replace(at, ref=replace(at.ref, digest=block.digest or at.ref.digest))
+            run = Run(block.name, ctx.action, block.from_, at.pin, "version", False, at, "", None)
+            results.append(await check_block(run, shared))
     return DriftReport(revision.sha, tuple(results), datetime.now(UTC))
 
 
-async def check_block(
-    ref: BlockRef, name: str, config: Mapping[str, Any], here: _Here
-) -> BlockDrift:
-    """One block's action in check mode, at ``ref`` (pinned by digest when known)."""
-    ctx = here.ctx
-    secret = here.secrets.of(name)
-    hide: Sequence[str] = secret_values(secret)
+async def check_block(run: Run, shared: Shared) -> BlockDrift:
+    """One block's action in check mode (a registry block pinned by digest when known)."""
+    name, action = run.block, run.action
+    hide: Sequence[str] = shared.hidden
     try:
-        pulled = await asyncio.to_thread(pull_block, ref, here.root, client=ctx.registry)
-        spec = pulled.block.action(ctx.action)
-        if spec is not None and spec.playbook is None:
-            why = f"action {ctx.action!r} is a script: scripts have no check mode"
+        prepared = await prepare(shared, run)
+        if prepared.action.script is not None:
+            why = f"action {action!r} is a script: scripts have no check mode"
             return BlockDrift(name, "CheckModeUnsupported", why=why)
-        request = replace(_request(pulled, name, ctx.action, config, secret, here), check=True)
-        hide = tuple(sorted(set(redactions(request)), key=len, reverse=True))
-        here.progress(f"checking {name} {ctx.action} at {ref} for drift")
-        result = await ctx.runner.run(request, ctx.on_output)
+        req = replace(request(shared, prepared), check=True)
+        hide = tuple(sorted(set(redactions(req)), key=len, reverse=True))
+        shared.progress(f"checking {name} {action} at {run.to} for drift")
+        result = await shared.runner.run(req, shared.on_output)
     except CratekeeperError as exc:
         return BlockDrift(name, "CheckFailed", why=redact(f"{exc.reason}: {exc}", hide))
     except Exception as exc:

@@ -12,8 +12,9 @@ from controller.workspace import Workspace
 
 
 def plan_document(name: str, base: str, head: str, result: Plan) -> dict[str, Any]:
-    """The JSON shape of ``cratekeeper plan --output json`` (stable, for PR checks)."""
-    return {
+    """The JSON shape of ``cratekeeper plan --output json`` (stable, for PR checks; with a
+    workflow, ``unscheduled`` lists changed blocks it does not run)."""
+    doc: dict[str, Any] = {
         "workspace": name,
         "base": base,
         "head": head,
@@ -30,6 +31,9 @@ def plan_document(name: str, base: str, head: str, result: Plan) -> dict[str, An
         ],
         "removed": [a.name for a in result.removed],
     }
+    if result.unscheduled:
+        doc["unscheduled"] = list(result.unscheduled)
+    return doc
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
@@ -61,6 +65,8 @@ def format_plan(doc: dict[str, Any]) -> str:
         lines.append(table(rows))
     if doc["removed"]:
         lines.append("removed: " + ", ".join(doc["removed"]))
+    if doc.get("unscheduled"):
+        lines.append("changed, not in the workflow: " + ", ".join(doc["unscheduled"]))
     return "\n".join(lines)
 
 

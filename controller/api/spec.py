@@ -234,6 +234,17 @@ class WorkspaceSpec(_Model):
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
     decryption: DecryptionSpec = Field(default_factory=DecryptionSpec)
     action: str = Field(default="deploy", min_length=1, description="Action run per change.")
+    workflow: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A workflow of workspace.poly: changed blocks run in its order and actions.",
+    )
+    allow_prompted_actions: bool = Field(
+        default=False,
+        alias="allowPromptedActions",
+        description="Run actions, workflows and steps that have a prompt: (a person would "
+        "confirm them in Polycrate); off, such a run is refused.",
+    )
     runner: RunnerSpec = Field(default_factory=RunnerSpec)
     drift: DriftSpec | None = Field(
         default=None, description="Drift detection; none (off) when unset."

@@ -196,6 +196,8 @@ def _apply(
         work_dir=settings.work_dir,
         on_output=(lambda line: print(f"         | {line}", flush=True)) if args.verbose else None,
         ref=ref,
+        workflow=args.workflow,
+        allow_prompted_actions=args.allow_prompted_actions,
         artifacts=DirectoryStore(artifacts_path(state_path)),
     )
     return asyncio.run(reconcile(revision, state, ctx, progress))
@@ -257,6 +259,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--docker-network", help="docker runner network mode (default: bridge)")
     p.add_argument("--state", default="cratekeeper-state.json", help="the applied-state file")
     p.add_argument("--action", default="deploy", help="the action each changed block runs")
+    p.add_argument(
+        "--workflow",
+        help="run changed blocks in this workflow's order and actions (workspace.poly)",
+    )
+    p.add_argument(
+        "--allow-prompted-actions",
+        action="store_true",
+        help="run actions, workflows and steps that have a prompt: (refused otherwise)",
+    )
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per action run")
     p.add_argument("--age-identity-file", help="age identity for *.age files")
     p.add_argument("-v", "--verbose", action="store_true", help="stream the Ansible output")

@@ -300,6 +300,8 @@ class WorkspaceWorker:
             ref=ref_label(git_ref(spec)),
             reapply=reapply,
             artifacts=shared.artifacts(self.namespace, self.name) if shared.artifacts else None,
+            workflow=spec.workflow,
+            allow_prompted_actions=spec.allow_prompted_actions,
         )
         return await reconcile(revision, status, ctx, self._log)
 

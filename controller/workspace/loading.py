@@ -52,11 +52,12 @@ class Workspace:
         return next((b for b in self.blocks if b.name == name), None)
 
 
-def folder_digest(tree: Tree, folder: str) -> str:
-    """sha256 over every file (path and content) under ``folder``: changes when its code does."""
+def folder_digest(tree: Tree, folder: str, files: list[str] | None = None) -> str:
+    """sha256 over every file (path and content) under ``folder``: changes when its code does.
+    ``files`` is the tree's file list when the caller has it already."""
     digest = hashlib.sha256()
     prefix = folder.rstrip("/") + "/"
-    for path in tree.files():
+    for path in tree.files() if files is None else files:
         if path.startswith(prefix):
             data = tree.read_bytes(path) or b""
             digest.update(f"{path[len(prefix) :]}\0{len(data)}\0".encode())
@@ -72,7 +73,8 @@ def discover_blocks(
     found: dict[str, LocalBlock] = {}
     folders: dict[str, str | None] = {}
     problems: list[Problem] = []
-    for path in tree.files():
+    files = tree.files()
+    for path in files:
         if not (path.startswith(BLOCKS_ROOT) and path.endswith("/" + BLOCK_FILE)):
             continue
         folder = path.removesuffix("/" + BLOCK_FILE)
@@ -105,7 +107,8 @@ def discover_blocks(
                     severity="warning",
                 )
             )
-        found[block.name] = LocalBlock(block.name, folder, block, folder_digest(tree, folder))
+        digest = folder_digest(tree, folder, files)
+        found[block.name] = LocalBlock(block.name, folder, block, digest)
     return found, folders, problems
 
 

@@ -6,8 +6,9 @@ cratekeeper renders the subset real blocks use and refuses the rest before anyth
 - ``{{ .block.config.x }}`` / ``{{ .Block.Config.x }}``: a field path from the snapshot root.
   Polycrate executes the template on its Go structs, so documents write the struct field
   names (``.Workspace.Name``); the snapshot holds them lower-cased (``workspace.name``), so a
-  segment that is not found as written is tried lower-cased, except under ``config`` (a map
-  whose keys are the block author's, looked up exactly as Go does);
+  segment that is not found as written is tried lower-cased, except inside a block's
+  ``config`` and the workspace's ``config.globals`` (maps whose keys are looked up exactly,
+  as Go does);
 - ``{{ index .block.config "key-with-dashes" }}`` and ``{{ index .x.list 0 }}``;
 - ``{{-`` / ``-}}`` trim the text around the action, as in Go.
 
@@ -46,15 +47,19 @@ def _walk(root: Mapping[str, Any], path: str, expr: str) -> Any:
     value: Any = root
     if path == ".":
         return value
-    under_config = False
+    exact, previous = False, ""
     for segment in path[1:].split("."):
         try:
-            value = _lookup(value, segment, under_config)
+            value = _lookup(value, segment, exact)
         except KeyError:
             raise TemplateError(
                 f"{{{{{expr}}}}}: {segment!r} is not in the snapshot at {path!r}"
             ) from None
-        under_config = under_config or segment.lower() == "config"
+        lower = segment.lower()
+        # A block's config is a map (its keys are the author's); the workspace's config is a
+        # struct in Polycrate, whose ``globals`` is the map.
+        exact = exact or (lower == "config" and previous != "workspace") or lower == "globals"
+        previous = lower
     return value
 
 
