@@ -83,3 +83,34 @@ def test_any_reference_parses_or_raises_our_error(text: str) -> None:
         return
     assert ref.tag != "latest"
     assert BlockRef.parse(str(ref)) == ref
+
+
+@relaxed
+@given(documents, documents)
+def test_any_workspace_and_local_block_resolve_or_give_located_problems(
+    ws: object, block: object
+) -> None:
+    from controller.workspace import check_tree
+    from tests.test_workspace import Files
+
+    tree = Files(
+        {"workspace.poly": yaml.safe_dump(ws), "blocks/b/block.poly": yaml.safe_dump(block)}
+    )
+    resolved, problems = check_tree(tree)
+    if resolved is None:
+        assert any(p.severity == "error" for p in problems)
+    else:
+        assert [b.name for b in resolved.blocks] == [i.name for i in resolved.file.blocks]
+
+
+script_lines = st.text(alphabet="{}. -abcAB|$\"'", max_size=30)
+
+
+@relaxed
+@given(st.lists(script_lines, max_size=4))
+def test_any_script_line_renders_or_raises_a_template_error(lines: list[str]) -> None:
+    from controller.workspace.templates import TemplateError, render_script
+
+    snapshot = {"block": {"name": "b", "config": {"a": 1}}, "workspace": {"name": "w"}}
+    with contextlib.suppress(TemplateError):
+        render_script(lines, snapshot, "block 'b' action 'deploy'")
