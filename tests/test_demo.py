@@ -44,7 +44,7 @@ def test_the_demo_promotes_and_rolls_back_production() -> None:
     assert "app 1.2.0 → 1.1.0 (rollback)" in promoted.split("3. Rollback")[1]
     assert "acme-production-1 (emulated) runs ghcr.io/acme/myapp:1.1.0" in rolled_back
     header = first.splitlines()[1].split()
-    assert header == ["NAME", "READY", "REVISION", "BLOCKS", "STATUS", "AGE"]
+    assert header == ["NAME", "READY", "SUSPENDED", "REVISION", "BLOCKS", "STATUS", "AGE"]
     assert lines[-1].startswith("Done in")
 
 

@@ -160,7 +160,10 @@ class Demo:
                         "url": f"file://{cluster.repo}",
                         "ref": {"branch": "main"},
                         "interval": "30s",
-                    }
+                    },
+                    # What a real API server stores after applying the CRD's defaults (the
+                    # emulator does no defaulting), so SUSPENDED reads as kubectl shows it.
+                    "suspend": False,
                 },
             },
             namespace=NAMESPACE,
@@ -250,6 +253,11 @@ def describe(entry: dict[str, Any]) -> str:
     return f"{entry['result']}: {changes} — {entry.get('subject', '')!r}"
 
 
+def _cell(value: object) -> str:
+    """A table cell as kubectl prints it (booleans as ``true``/``false``, Go's ``%v``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def workspaces_table(api: KubeEmulator) -> str:
     """The Workspace list as kubectl prints it (the server renders the Table)."""
     response = requests.get(
@@ -259,8 +267,10 @@ def workspaces_table(api: KubeEmulator) -> str:
     )
     response.raise_for_status()
     table = response.json()
-    names = [c["name"].upper() for c in table["columnDefinitions"]]
-    rows = [[str(cell) for cell in row["cells"]] for row in table.get("rows", [])]
+    # kubectl leaves out columns of priority > 0 unless asked for `-o wide`.
+    shown = [i for i, c in enumerate(table["columnDefinitions"]) if not c.get("priority")]
+    names = [table["columnDefinitions"][i]["name"].upper() for i in shown]
+    rows = [[_cell(row["cells"][i]) for i in shown] for row in table.get("rows", [])]
     widths = [max(len(r[i]) for r in [names, *rows]) for i in range(len(names))]
     return "\n".join(
         "   ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
