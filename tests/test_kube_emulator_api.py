@@ -110,7 +110,7 @@ def test_discovery_serves_the_workspace_crd_with_its_status_subresource(api: Api
     groups = api("GET", "/apis")["groups"]
     assert any(group["name"] == "cratekeeper.dev" for group in groups)
     resources = {r["name"]: r for r in api("GET", "/apis/cratekeeper.dev/v1alpha1")["resources"]}
-    assert set(resources) == {"workspaces", "workspaces/status"}
+    assert set(resources) == {"workspaces", "workspaces/status", "alerts"}
     assert resources["workspaces"]["namespaced"] is True
     assert resources["workspaces"]["kind"] == "Workspace"
     assert resources["workspaces"]["shortNames"] == ["ws"]

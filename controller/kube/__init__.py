@@ -3,11 +3,11 @@
 :mod:`controller.kube.config` decides which cluster (explicit kubeconfig, ``$KUBECONFIG``,
 ``~/.kube/config``, in-cluster) and gives Kopf the same credentials;
 :mod:`controller.kube.adapter` holds :class:`Kube`, the async adapter over the ``kubernetes``
-client (Workspaces, Jobs, Secrets, pods, logs, Leases); :mod:`controller.kube.values` the frozen
-values it returns and their converters from raw JSON (:mod:`controller.kube.leases`: Leases);
-:mod:`controller.kube.calls` the one way a call is made and its failures translated. API
-failures are :class:`~controller.errors.KubeError` (re-exported here); a missing object is
-``None``.
+client (Workspaces, Alerts, Jobs, Secrets, pods, logs, Leases);
+:mod:`controller.kube.values` the frozen values it returns and their converters from raw JSON
+(:mod:`controller.kube.leases`: Leases); :mod:`controller.kube.calls` the one way a call is
+made and its failures translated. API failures are :class:`~controller.errors.KubeError`
+(re-exported here); a missing object is ``None``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,20 @@ from controller.kube.adapter import (
 )
 from controller.kube.config import Cluster, Credentials, load_cluster
 from controller.kube.leases import Lease, LeaseRecord
-from controller.kube.values import Condition, ContainerState, Job, Pod, Secret, Workspace
+from controller.kube.values import (
+    AlertObject,
+    Condition,
+    ContainerState,
+    Job,
+    Pod,
+    Secret,
+    Workspace,
+)
 
 __all__ = [
     "MERGE_PATCH",
     "REQUEST_TIMEOUT",
+    "AlertObject",
     "Cluster",
     "Condition",
     "ContainerState",

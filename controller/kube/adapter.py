@@ -15,16 +15,19 @@ from typing import Any, Literal
 
 import kubernetes
 
+from controller.api.alert import ALERT_PLURAL
 from controller.api.spec import GROUP, PLURAL, VERSION
 from controller.errors import KubeError
 from controller.kube.calls import call, get, selector, translated
 from controller.kube.config import Cluster, Credentials, load_cluster
 from controller.kube.leases import Lease, LeaseRecord, lease_from_json, lease_manifest
 from controller.kube.values import (
+    AlertObject,
     Job,
     Pod,
     Secret,
     Workspace,
+    alert_from_json,
     job_from_json,
     list_items,
     pod_from_json,
@@ -188,6 +191,22 @@ class Kube:
                 if predicate(current):
                     return current
         raise TimeoutError(f"Workspace {namespace}/{name} is gone")  # pragma: no cover
+
+    # alerts
+
+    async def list_alerts(self, namespace: str) -> list[AlertObject]:
+        """The Alerts (cratekeeper.dev) of ``namespace``, sorted by name; none when the Alert
+        CRD is not installed (a 404)."""
+        found = await self._get(
+            f"Alerts in {namespace}",
+            self._custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            ALERT_PLURAL,
+        )
+        items = list_items(found) if found is not None else []
+        return sorted((alert_from_json(i) for i in items), key=lambda a: a.name)
 
     # jobs
 

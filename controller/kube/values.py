@@ -22,12 +22,14 @@ from typing import Any, Literal
 from controller.errors import SecretInvalidError
 
 __all__ = [
+    "AlertObject",
     "Condition",
     "ContainerState",
     "Job",
     "Pod",
     "Secret",
     "Workspace",
+    "alert_from_json",
     "job_from_json",
     "list_items",
     "pod_from_json",
@@ -129,6 +131,15 @@ class Workspace:
     status: Mapping[str, Any] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class AlertObject:
+    """An ``Alert`` object as stored; ``spec`` stays JSON (the notifier validates it)."""
+
+    name: str
+    namespace: str
+    spec: Mapping[str, Any] = field(repr=False)
+
+
 # --- JSON → values -------------------------------------------------------------------------
 
 
@@ -223,6 +234,15 @@ def workspace_from_json(obj: Mapping[str, Any]) -> Workspace:
         deleting=bool(meta.get("deletionTimestamp")),
         spec=_dict(obj.get("spec")),
         status=_dict(obj.get("status")),
+    )
+
+
+def alert_from_json(obj: Mapping[str, Any]) -> AlertObject:
+    meta = _dict(obj.get("metadata"))
+    return AlertObject(
+        name=_str(meta.get("name")),
+        namespace=_str(meta.get("namespace")),
+        spec=_dict(obj.get("spec")),
     )
 
 

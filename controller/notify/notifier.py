@@ -17,10 +17,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from pydantic import ValidationError
+
+from controller.api.alert import ALERT_KIND, AlertResourceSpec, selected
 from controller.api.spec import AlertSpec, WorkspaceSpec, parse_duration
 from controller.api.status import HistoryEntry
 from controller.errors import NotifyError
-from controller.kube import Secret
+from controller.kube import AlertObject, KubeError, Secret, Workspace
 from controller.notify.alerts import Notice, alert_request
 from controller.notify.events import commit_state, describe, notices
 from controller.notify.forges import State, context_of, forge_of, status_request
@@ -43,6 +46,14 @@ class SecretReader(Protocol):
     async def get_secret(self, namespace: str, name: str) -> Secret | None: ...
 
 
+class AlertReader(Protocol):
+    """Lists a namespace's Alerts and reads a Workspace's labels (:class:`controller.kube.Kube`)."""
+
+    async def list_alerts(self, namespace: str) -> list[AlertObject]: ...
+
+    async def get_workspace(self, namespace: str, name: str) -> Workspace | None: ...
+
+
 Key = tuple[str, str]
 
 
@@ -56,8 +67,10 @@ class Notifier:
         policy: Policy = DEFAULT_POLICY,
         on_failure: FailureCounter = lambda *_: None,
         limiter: RateLimiter | None = None,
+        alerts: AlertReader | None = None,
     ) -> None:
         self._secrets = secrets
+        self._cluster = alerts
         self._policy = policy
         self._on_failure = on_failure
         self._limiter = limiter or RateLimiter()
@@ -79,19 +92,22 @@ class Notifier:
         entry: HistoryEntry | None,
         failed: Failure | None,
     ) -> None:
-        """An outcome was recorded: the commit status of its revision, and its alerts."""
+        """An outcome was recorded: the commit status of its revision, its alerts in
+        ``spec.notify.alerts``, and those of the namespace's Alerts that select it."""
         state = commit_state(outcome)
         if state is not None:
             self._commit_status(
                 namespace, name, spec, outcome.revision, state, describe(entry, failed)
             )
-        for notice in notices(namespace, name, outcome, entry, failed):
+        found = notices(namespace, name, outcome, entry, failed)
+        for notice in found:
             for index, alert in enumerate(spec.notify.alerts):
                 if notice.kind not in alert.events:
                     continue
                 key = (namespace, name, index, alert.type, alert.secret_ref.name)
                 if self._limiter.allow((*key, notice.kind, notice.revision), _window(alert)):
                     self._alert(namespace, name, alert, index, notice)
+        self._cluster_alerts(namespace, name, found)
 
     async def aclose(self, timeout: float = 10.0) -> None:
         """Let notifications in flight finish (for at most ``timeout`` seconds), then stop."""
@@ -146,19 +162,59 @@ class Notifier:
         where = f"spec.notify.alerts[{index}]"
 
         async def job() -> None:
-            address = await self._key(namespace, alert.secret_ref.name, ADDRESS_KEY, where)
-            token = None
-            if alert.type == "webhook":
-                token = await self._key(namespace, alert.secret_ref.name, TOKEN_KEY, where)
-            label = f"{alert.type} alert ({where}, Secret {alert.secret_ref.name})"
-            url = address.decode().strip()
-            if not url.startswith(("https://", "http://")):
-                raise NotifyError(
-                    f"{label}: key {ADDRESS_KEY!r} is not an http(s) URL; put the webhook URL there"
-                )
-            await self._send(alert_request(alert.type, notice, url, token, label))
+            await self._deliver(namespace, alert, where, notice, signed=alert.type == "webhook")
 
         self._schedule(namespace, name, alert.type, job)
+
+    def _cluster_alerts(self, namespace: str, name: str, found: list[Notice]) -> None:
+        """Send ``found`` to every Alert of the namespace that selects this Workspace."""
+        cluster = self._cluster
+        if cluster is None or not found:
+            return
+
+        async def job() -> None:
+            try:
+                stored = await cluster.list_alerts(namespace)
+                workspace = await cluster.get_workspace(namespace, name) if stored else None
+            except KubeError as exc:
+                raise NotifyError(f"Alerts of namespace {namespace}: {exc}") from exc
+            labels = workspace.labels if workspace is not None else {}
+            for obj in stored:
+                where = f"Alert {namespace}/{obj.name}"
+                try:
+                    spec = AlertResourceSpec.model_validate(obj.spec)
+                except ValidationError as exc:
+                    self._failed(namespace, name, "alert", f"{where}: {_first_error(exc)}")
+                    continue
+                channel = spec.channel()
+                for notice in found:
+                    if not selected(spec, labels, notice.kind):
+                        continue
+                    key = (namespace, name, ALERT_KIND, obj.name, notice.kind, notice.revision)
+                    if not self._limiter.allow(key, _window(channel)):
+                        continue
+                    try:
+                        await self._deliver(namespace, channel, where, notice, signed=spec.signed)
+                    except NotifyError as exc:
+                        self._failed(namespace, name, channel.type, str(exc))
+
+        self._schedule(namespace, name, "alert", job)
+
+    async def _deliver(
+        self, namespace: str, alert: AlertSpec, where: str, notice: Notice, *, signed: bool
+    ) -> None:
+        """Send ``notice`` to one channel: its URL (and HMAC key) read from the Secret now."""
+        address = await self._key(namespace, alert.secret_ref.name, ADDRESS_KEY, where)
+        token = None
+        if signed:
+            token = await self._key(namespace, alert.secret_ref.name, TOKEN_KEY, where)
+        label = f"{alert.type} alert ({where}, Secret {alert.secret_ref.name})"
+        url = address.decode().strip()
+        if not url.startswith(("https://", "http://")):
+            raise NotifyError(
+                f"{label}: key {ADDRESS_KEY!r} is not an http(s) URL; put the webhook URL there"
+            )
+        await self._send(alert_request(alert.type, notice, url, token, label))
 
     async def _key(self, namespace: str, secret: str, key: str, where: str) -> bytes:
         found = await self._secrets.get_secret(namespace, secret)
@@ -211,3 +267,10 @@ class Notifier:
 
 def _window(alert: AlertSpec) -> float:
     return parse_duration(alert.window)
+
+
+def _first_error(exc: ValidationError) -> str:
+    """Where an Alert's spec is wrong and why (pydantic's own text would quote the input)."""
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in ("spec", *error["loc"]))
+    return f"{where}: {error['msg']}; fix the Alert (docs/notifications.md)"

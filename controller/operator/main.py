@@ -77,6 +77,7 @@ class Operator:
         self.kube = Kube.connect(self.config.kubeconfig)  # KubeLoginError when there is none
         self.notifier = Notifier(
             self.kube,
+            alerts=self.kube,  # the namespace's Alert objects (docs/notifications.md)
             policy=Policy(ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None),
             on_failure=lambda ns, name, channel: self.metrics.notification_failures.labels(
                 ns, name, channel

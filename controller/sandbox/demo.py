@@ -26,7 +26,7 @@ from typing import Any
 import pyrage
 import requests
 
-from controller.api.crd import render
+from controller.api.crd import render, render_alert
 from controller.api.spec import REQUESTED_AT
 from controller.operator import Operator, OperatorConfig
 from controller.refs import BlockRef
@@ -110,7 +110,8 @@ class Demo:
         self.work = work
         self.say = say
         self.examples = find_examples()
-        self.management = KubeEmulator(crds=[render()], request_log=0)  # nothing reads it
+        # nothing reads its request log
+        self.management = KubeEmulator(crds=[render(), render_alert()], request_log=0)
         self.identity = pyrage.x25519.Identity.generate()
         self.clusters: dict[str, Cluster] = {}
 

@@ -6,7 +6,7 @@ This module provides the fixtures and re-exports the names tests import from her
 
 Fixtures (list this module in ``pytest_plugins`` of the root conftest)::
 
-    kube_emulator       session   KubeEmulator on 127.0.0.1:<free port>, Workspace CRD
+    kube_emulator       session   KubeEmulator on 127.0.0.1:<free port>, Workspace and Alert CRDs
                                   registered; state is shared: use a namespace per test
     kubeconfig          function  Path of a 0600 kubeconfig for ``kube_emulator``
     fresh_kube_emulator function  a private KubeEmulator for tests that need an empty cluster
@@ -24,6 +24,8 @@ from controller.sandbox.kube.metadata import now_rfc3339
 from controller.sandbox.kube.patches import MERGE_KEYS, merge_patch, strategic_merge_patch
 from controller.sandbox.kube.recording import RecordedRequest
 from controller.sandbox.kube.resources import (
+    ALERT_CRD,
+    ALERTS,
     ALL_VERBS,
     CORE_NAMESPACES,
     CRDS,
@@ -52,6 +54,8 @@ from controller.sandbox.kube.wire import (
 )
 
 __all__ = [
+    "ALERTS",
+    "ALERT_CRD",
     "ALL_VERBS",
     "CORE_NAMESPACES",
     "CRDS",
@@ -95,14 +99,15 @@ __all__ = [
 @pytest.fixture(scope="session")
 def kube_emulator() -> Iterator[KubeEmulator]:
     """One emulator for the session, with the Workspace CRD served. Use a namespace per test."""
-    with KubeEmulator(crds=[WORKSPACE_CRD]) as emulator:
+    with KubeEmulator(crds=[WORKSPACE_CRD, ALERT_CRD]) as emulator:
         yield emulator
 
 
 @pytest.fixture
 def fresh_kube_emulator() -> Iterator[KubeEmulator]:
-    """A private emulator for this test only (empty but for core namespaces and Workspaces)."""
-    with KubeEmulator(crds=[WORKSPACE_CRD]) as emulator:
+    """A private emulator for this test only (empty but for core namespaces, Workspaces
+    and Alerts)."""
+    with KubeEmulator(crds=[WORKSPACE_CRD, ALERT_CRD]) as emulator:
         yield emulator
 
 

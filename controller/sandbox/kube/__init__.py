@@ -79,6 +79,8 @@ from controller.sandbox.kube.cluster import ClusterEmulator
 from controller.sandbox.kube.patches import merge_patch, strategic_merge_patch
 from controller.sandbox.kube.recording import RecordedRequest
 from controller.sandbox.kube.resources import (
+    ALERT_CRD,
+    ALERTS,
     DUMMY_TOKEN,
     WORKSPACE_CRD,
     WORKSPACES,
@@ -91,6 +93,8 @@ from controller.sandbox.kube.server import KubeEmulator
 from controller.sandbox.kube.wire import ApiPath, api_error, parse_api_path
 
 __all__ = [
+    "ALERTS",
+    "ALERT_CRD",
     "DUMMY_TOKEN",
     "WORKSPACES",
     "WORKSPACE_CRD",

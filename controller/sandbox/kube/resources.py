@@ -98,5 +98,14 @@ WORKSPACE_CRD = CustomResource(
     ),
 )
 WORKSPACES = "cratekeeper.dev/v1alpha1/workspaces"
+ALERT_CRD = CustomResource(
+    group="cratekeeper.dev",
+    version="v1alpha1",
+    plural="alerts",
+    kind="Alert",
+    subresources=(),
+    printer_columns=(PrinterColumn("Provider", ".spec.provider"),),
+)
+ALERTS = "cratekeeper.dev/v1alpha1/alerts"
 CRDS = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 NAMESPACES = kmock.resource("", "v1", "namespaces")
