@@ -53,6 +53,11 @@ COMBOS: dict[str, dict[str, Any]] = {
         },
         "shutdownGraceSeconds": 600,
     },
+    "busy-and-big-cache": {
+        "maxConcurrentRuns": 12,
+        "maxConcurrentChecks": 32,
+        "cache": {"sizeMiB": 8192},
+    },
     "cluster-everything": {
         "crds": {"install": False},
         "serviceMonitor": {"enabled": True},
@@ -322,6 +327,38 @@ def test_every_setting_the_chart_sets_is_one_the_operator_reads(
     assert settings.shutdown_grace == grace
     assert pod["terminationGracePeriodSeconds"] == grace + 30
     assert settings.prepare_image == container(render(tools, combo))["image"]
+
+
+def test_concurrency_limits_are_values_with_the_settings_defaults(tools: KubeTools) -> None:
+    env = env_of(render(tools, "defaults"))
+    defaults = Settings()
+    assert int(env["CRATEKEEPER_MAX_CONCURRENT_RUNS"]) == defaults.max_concurrent_runs
+    assert int(env["CRATEKEEPER_MAX_CONCURRENT_CHECKS"]) == defaults.max_concurrent_checks
+    env = env_of(render(tools, "busy-and-big-cache"))
+    assert env["CRATEKEEPER_MAX_CONCURRENT_RUNS"] == "12"
+    assert env["CRATEKEEPER_MAX_CONCURRENT_CHECKS"] == "32"
+
+
+@pytest.mark.parametrize("combo", ["defaults", "busy-and-big-cache"])
+def test_the_blob_budget_leaves_room_in_the_cache_volume(tools: KubeTools, combo: str) -> None:
+    docs = render(tools, combo)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (cache_volume,) = [v for v in pod["volumes"] if v["name"] == "cache"]
+    limit = cache_volume["emptyDir"]["sizeLimit"]
+    assert limit.endswith("Mi")
+    limit_bytes = int(limit.removesuffix("Mi")) * 1024 * 1024
+    env = {k: v for k, v in env_of(docs).items() if isinstance(v, str)}
+    settings = Settings(
+        blob_cache_max_bytes=env["CRATEKEEPER_BLOB_CACHE_MAX_BYTES"],
+        max_concurrent_runs=env["CRATEKEEPER_MAX_CONCURRENT_RUNS"],
+    )
+    # The blobs take a quarter; every run in flight unpacking its largest block (the work dir
+    # on the same volume) still fits beside them with room left for the Git mirrors.
+    assert settings.blob_cache_max_bytes * 4 == limit_bytes
+    in_flight = settings.max_concurrent_runs * settings.max_block_size
+    assert settings.blob_cache_max_bytes + in_flight < limit_bytes / 2
+    if combo == "defaults":
+        assert settings.blob_cache_max_bytes == Settings().blob_cache_max_bytes
 
 
 def test_jobs_pull_with_the_execution_pull_secrets(tools: KubeTools) -> None:
