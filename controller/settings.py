@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         "syntax: 'sharding.fluxcd.io/key in (shard1)', '!sharding.fluxcd.io/key' for the main "
         "shard); unset: every Workspace watched.",
     )
+    shard: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="This instance's shard name (with label_selector): Kopf's finalizer and "
+        "annotations become <shard>.cratekeeper.dev/…, so instances never undo each other's. "
+        "Unset for the main instance (cratekeeper.dev/…).",
+    )
     leader_election: bool = Field(
         default=False,
         description="Reconcile only while holding the Lease `lease_name` (several replicas, one "

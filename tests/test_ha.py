@@ -319,7 +319,7 @@ def test_each_shard_reconciles_only_the_workspaces_its_selector_matches(
     repo = workspace_repo(tmp_path / "ws", kubeconfig, blocks["quick"])
     url = f"file://{repo.path}"
 
-    def shard(name: str, selector: str) -> OperatorProcess:
+    def shard(name: str, selector: str, **env: str) -> OperatorProcess:
         operator = OperatorProcess(
             name,
             kubeconfig,
@@ -327,6 +327,7 @@ def test_each_shard_reconciles_only_the_workspaces_its_selector_matches(
             tmp_path,
             oci_registry.host,
             CRATEKEEPER_LABEL_SELECTOR=selector,
+            **env,
         )
         operators.append(operator)
         return operator
@@ -338,10 +339,10 @@ def test_each_shard_reconciles_only_the_workspaces_its_selector_matches(
         """Any sign of an operator: a status, Kopf's finalizer or its annotations."""
         body = kube_emulator.get(WORKSPACES, name, namespace=namespace) or {}
         meta = body.get("metadata", {})
-        kopf = [k for k in meta.get("annotations") or {} if k.startswith("cratekeeper.dev/")]
+        kopf = [k for k in meta.get("annotations") or {} if "cratekeeper.dev/" in k]
         return bool(body.get("status") or meta.get("finalizers") or kopf)
 
-    shard("shard1", f"{SHARD_KEY} in (shard1)")
+    shard("shard1", f"{SHARD_KEY} in (shard1)", CRATEKEEPER_SHARD="shard1")
     kube_emulator.create(WORKSPACES, workspace("on-main", url), namespace)
     kube_emulator.create(WORKSPACES, workspace("on-shard1", url, {SHARD_KEY: "shard1"}), namespace)
     kube_emulator.create(WORKSPACES, workspace("on-shard2", url, {SHARD_KEY: "shard2"}), namespace)
@@ -352,5 +353,17 @@ def test_each_shard_reconciles_only_the_workspaces_its_selector_matches(
     until(lambda: applied("on-main"), WAIT, "the main instance to apply its Workspace")
     time.sleep(2.0)  # an interval more: nothing serves shard2, so nothing touches it
     assert not touched("on-shard2")
+    # Idle, the two instances write nothing: neither undoes the other's Kopf bookkeeping.
+    mark = kube_emulator.mark()
+    time.sleep(3.0)
+    writes = [str(r) for r in kube_emulator.writes(since=mark) if r.namespace == namespace]
+    assert not writes, writes
     assert len(status(kube_emulator, namespace, "on-shard1")["history"]) == 1
     assert len(status(kube_emulator, namespace, "on-main")["history"]) == 1
+    # Each instance keeps its own finalizer (Kopf drops its own from what it does not serve).
+    for name, finalizer in (
+        ("on-main", "cratekeeper.dev/finalizer"),
+        ("on-shard1", "shard1.cratekeeper.dev/finalizer"),
+    ):
+        found = kube_emulator.get(WORKSPACES, name, namespace=namespace) or {}
+        assert found["metadata"]["finalizers"] == [finalizer], name

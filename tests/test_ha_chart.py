@@ -82,6 +82,8 @@ def test_each_instance_reconciles_its_own_workspaces_and_holds_its_own_lease(
         assert deployment["spec"]["replicas"] == 2
         assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
         assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+        shard = name.removeprefix("ck-cratekeeper-") if "-shard" in name else None
+        assert settings.shard == shard  # its own finalizer: <shard>.cratekeeper.dev/finalizer
         selector = parse_selector(settings.label_selector)
         served = [shard for shard, labels in labelled.items() if selector.matches(labels)]
         assert served == [name.removeprefix("ck-cratekeeper-") if "-shard" in name else "main"]

@@ -51,7 +51,9 @@ def test_a_push_to_another_shard_is_passed_on_and_reconciled_by_the_workspaces_o
     body = workspace("ws", staging.url, interval="1h")
     body["metadata"]["annotations"] = {WEBHOOK_SECRET_ANNOTATION: "hook"}
     body["metadata"]["labels"] = {SHARD_KEY: "shard1"}
-    shard1 = settings.model_copy(update={"label_selector": f"{SHARD_KEY} in (shard1)"})
+    shard1 = settings.model_copy(
+        update={"label_selector": f"{SHARD_KEY} in (shard1)", "shard": "shard1"}
+    )
     main = settings.model_copy(update={"label_selector": f"!{SHARD_KEY}"})
     runner = RecordingRunner()
 

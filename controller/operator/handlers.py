@@ -68,12 +68,20 @@ class QuietBodies(logging.Filter):
 _QUIET_BODIES = QuietBodies()
 
 
-def kopf_settings(config: OperatorConfig) -> kopf.OperatorSettings:
+def bookkeeping_prefix(shard: str | None) -> str:
+    """Where Kopf keeps its finalizer and annotations: ``cratekeeper.dev``, or per shard
+    ``<shard>.cratekeeper.dev``. Kopf removes its finalizer from objects its filters do not
+    match, so two instances sharing one would undo each other's forever."""
+    return f"{shard}.{GROUP}" if shard else GROUP
+
+
+def kopf_settings(config: OperatorConfig, shard: str | None = None) -> kopf.OperatorSettings:
     """Kopf's settings: state in annotations, our finalizer, events only when we post them."""
+    prefix = bookkeeping_prefix(shard)
     settings = kopf.OperatorSettings()
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=GROUP, key=DIFFBASE_KEY)
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(prefix=prefix, key=DIFFBASE_KEY)
+    settings.persistence.finalizer = f"{prefix}/finalizer" if shard else FINALIZER
     # Kopf turns per-object log lines into Events; only warnings should become Events, the
     # rest are posted on purpose (kopf.event) when something happens.
     settings.posting.level = logging.WARNING
@@ -192,13 +200,14 @@ async def serve(
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
     selector: Selector | None = None,
+    shard: str | None = None,
 ) -> None:
     """Run Kopf until ``stop_flag`` (or a signal); standalone: no Kopf peering (several
     replicas elect one active through a Lease, :mod:`controller.operator.leases`)."""
     logging.getLogger("kopf.objects").addFilter(_QUIET_BODIES)  # once: filters are a set
     await kopf.operator(
         registry=build_registry(state, config, selector),
-        settings=kopf_settings(config),
+        settings=kopf_settings(config, shard),
         standalone=True,
         namespaces=namespaces or [],
         clusterwide=clusterwide,

@@ -184,6 +184,7 @@ class Operator:
             stop_flag=stop_flag,
             ready_flag=ready_flag,
             selector=self.selector if self.selector.requirements else None,
+            shard=self.settings.shard,
         )
 
     async def _lead(
