@@ -5,7 +5,8 @@
 documented request (pure); :mod:`~controller.notify.events` says what a recorded reconcile
 tells (pure); :mod:`~controller.notify.ratelimit` keeps a retry loop from flooding a channel;
 :class:`~controller.notify.notifier.Notifier` sends it all off the reconcile path.
-Configuration is ``spec.notify`` of the Workspace (docs/notifications.md).
+Configuration is ``spec.notify`` of the Workspace and the ``Alert`` objects of its namespace
+that select it (:mod:`controller.api.alert`; docs/notifications.md).
 """
 
 from controller.notify.http import Policy

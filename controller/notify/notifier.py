@@ -7,6 +7,8 @@ notification), requests go through :func:`controller.notify.http.send` (bounded 
 timeout) in a thread, and a failure is counted (``on_failure``) and logged by channel and
 Secret name, never with a token or a webhook URL. Notifications of one Workspace go out in the
 order they were asked for, so a ``success`` never lands before the ``pending`` it replaces.
+Alerts go to the channels of ``spec.notify.alerts`` and to the namespace's ``Alert`` objects
+that select the Workspace (listed, with the Workspace's labels, when there is news to send).
 """
 
 from __future__ import annotations
