@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from controller.api.status import Condition, WorkspaceStatus
+from controller.changelog import CHANGELOG_FILE
 from controller.errors import CratekeeperError
 from controller.pipeline import PipelineContext, Progress, lay_back, load_secrets, unexpected
 from controller.pipeline.runs import Shared, prepare, request
@@ -29,7 +30,7 @@ from controller.runners.base import redact, redactions
 from controller.secrets import config_hash_key, read_kubeconfig
 from controller.source import GitTree, Revision
 from controller.status import set_condition
-from controller.workspace import read_workspace
+from controller.workspace import Workspace, read_workspace
 
 BlockState = Literal["InSync", "Drifted", "CheckModeUnsupported", "CheckFailed"]
 DRIFT_DETECTED = "DriftDetected"
@@ -49,6 +50,8 @@ class BlockDrift:
     why: str = ""
     diff: tuple[str, ...] = ()
     """The check run's log tail (redacted): ``--diff`` shows what would change."""
+    changelog: str | None = field(default=None, repr=False)
+    """The block's ``CHANGELOG.poly``, when it ships one (previews show its entries)."""
 
     def describe(self) -> str:
         """One line for a condition message or an event."""
@@ -127,20 +130,50 @@ async def check_drift(
     ctx: PipelineContext,
     progress: Progress = lambda _: None,
 ) -> DriftReport:
-    """Check every applied block of ``status`` at ``revision`` (the applied one) in check mode;
-    never raises for a block (that is its state in the report)."""
+    """Check every applied block of ``status`` at ``revision`` (the applied one) in check mode,
+    each pinned by its applied digest; never raises for a block (that is its state)."""
+    applied = {b.name: b for b in status.blocks if b.phase == "Applied"}
+
+    def runs(ws: Workspace) -> list[Run | BlockDrift]:
+        resolved = {b.name: b for b in ws.blocks}
+        found: list[Run | BlockDrift] = []
+        for name, block in applied.items():
+            if name not in resolved:
+                why = "not in the applied revision's workspace.poly"
+                found.append(BlockDrift(name, "CheckFailed", why=why))
+                continue
+            at = resolved[name]
+            if at.ref is not None:  # pinned by the digest that was applied, when known
+                at = replace(at, ref=replace(at.ref, digest=block.digest or at.ref.digest))
+            found.append(Run(name, ctx.action, block.from_, at.pin, "version", False, at, "", None))
+        return found
+
+    return await check_blocks(revision, runs, ctx, progress)
+
+
+async def check_blocks(
+    revision: Revision,
+    runs: Callable[[Workspace], Sequence[Run | BlockDrift]] | Sequence[Run],
+    ctx: PipelineContext,
+    progress: Progress = lambda _: None,
+) -> DriftReport:
+    """``runs`` (or those a function picks from the workspace at ``revision``) in check mode,
+    against the cluster of that revision's kubeconfig: drift checks and ``plan --preview``."""
     try:
-        return await _check(revision, status, ctx, progress)
+        return await _check(revision, runs, ctx, progress)
     except CratekeeperError as exc:
         return DriftReport(revision.sha, (), datetime.now(UTC), exc)
     except Exception as exc:  # a bug or the machine: the check failed, the operator lives on
         return DriftReport(
-            revision.sha, (), datetime.now(UTC), unexpected(exc, "checking for drift")
+            revision.sha, (), datetime.now(UTC), unexpected(exc, "checking in check mode")
         )
 
 
 async def _check(
-    revision: Revision, status: WorkspaceStatus, ctx: PipelineContext, progress: Progress
+    revision: Revision,
+    runs: Callable[[Workspace], Sequence[Run | BlockDrift]] | Sequence[Run],
+    ctx: PipelineContext,
+    progress: Progress,
 ) -> DriftReport:
     ws = await asyncio.to_thread(read_workspace, revision.tree)
     kubeconfig = await asyncio.to_thread(read_kubeconfig, revision.tree, ctx.keys)
@@ -148,12 +181,11 @@ async def _check(
     secrets = SecretConfigs(
         found.block_configs() if found else {}, config_hash_key(kubeconfig) if found else b""
     )
-    resolved = {b.name: b for b in ws.blocks}
-    applied = [b for b in status.blocks if b.phase == "Applied"]
+    todo = runs(ws) if callable(runs) else runs
     results: list[BlockDrift] = []
     if ctx.work_dir is not None:
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="cratekeeper-drift-", dir=ctx.work_dir) as tmp:
+    with tempfile.TemporaryDirectory(prefix="cratekeeper-check-", dir=ctx.work_dir) as tmp:
         root = Path(tmp)
         await asyncio.to_thread(revision.tree.export, root)
         await lay_back(ctx.artifacts, root, progress)
@@ -172,16 +204,9 @@ async def _check(
             allow_prompted=ctx.allow_prompted_actions,
             workspace_secrets=found.config if found else {},
         )
-        for block in applied:
-            if block.name not in resolved:
-                why = "not in the applied revision's workspace.poly"
-                results.append(BlockDrift(block.name, "CheckFailed", why=why))
-                continue
-            at = resolved[block.name]
-            if at.ref is not None:  # pinned by the digest that was applied, when known
-                at = replace(at, ref=replace(at.ref, digest=block.digest or at.ref.digest))
-            run = Run(block.name, ctx.action, block.from_, at.pin, "version", False, at, "", None)
-            results.append(await check_block(run, shared))
+        for run in todo:
+            checked = run if isinstance(run, BlockDrift) else await check_block(run, shared)
+            results.append(checked)
     return DriftReport(revision.sha, tuple(results), datetime.now(UTC))
 
 
@@ -191,12 +216,14 @@ async def check_block(run: Run, shared: Shared) -> BlockDrift:
     hide: Sequence[str] = shared.hidden
     try:
         prepared = await prepare(shared, run)
+        notes = shared.root / prepared.view.workdir / CHANGELOG_FILE
+        changelog = notes.read_text(errors="replace") if notes.is_file() else None
         if prepared.action.script is not None:
             why = f"action {action!r} is a script: scripts have no check mode"
-            return BlockDrift(name, "CheckModeUnsupported", why=why)
+            return BlockDrift(name, "CheckModeUnsupported", why=why, changelog=changelog)
         req = replace(request(shared, prepared), check=True)
         hide = tuple(sorted(set(redactions(req)), key=len, reverse=True))
-        shared.progress(f"checking {name} {action} at {run.to} for drift")
+        shared.progress(f"checking {name} {action} at {run.to} in check mode")
         result = await shared.runner.run(req, shared.on_output)
     except CratekeeperError as exc:
         return BlockDrift(name, "CheckFailed", why=redact(f"{exc.reason}: {exc}", hide))
@@ -207,8 +234,8 @@ async def check_block(run: Run, shared: Shared) -> BlockDrift:
     if not result.succeeded:
         where = f"task {result.failed_task!r} fails" if result.failed_task else "the run fails"
         why = redact(f"{where} in check mode ({result.status})", hide)
-        return BlockDrift(name, "CheckModeUnsupported", why=why, diff=tail)
+        return BlockDrift(name, "CheckModeUnsupported", why=why, diff=tail, changelog=changelog)
     if result.changed_tasks:
         tasks = tuple(redact(t, hide) for t in result.changed_tasks)
-        return BlockDrift(name, "Drifted", tasks=tasks, diff=tail)
-    return BlockDrift(name, "InSync", diff=tail)
+        return BlockDrift(name, "Drifted", tasks=tasks, diff=tail, changelog=changelog)
+    return BlockDrift(name, "InSync", diff=tail, changelog=changelog)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.cli.flags import add_registry_flags as _add_registry_flags
 from controller.cli.state import exclusive, load_state, save_state
 from controller.errors import CratekeeperError
 from controller.settings import Settings, load_settings
@@ -216,26 +217,6 @@ def _runner(settings: Settings) -> Runner:
     raise CratekeeperError(
         "the kubernetes runner runs inside the operator (cratekeeper run); "
         "use --runner local or --runner docker here"
-    )
-
-
-def _add_registry_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--docker-config",
-        help="docker config JSON with registry credentials (auths; credsStore and credHelpers "
-        "run docker-credential-NAME from PATH)",
-    )
-    p.add_argument(
-        "--insecure-registry",
-        action="append",
-        metavar="HOST[:PORT]",
-        help="allow plain HTTP for this registry (repeatable; CRATEKEEPER_INSECURE_REGISTRIES)",
-    )
-    p.add_argument(
-        "--registry-mirror",
-        action="append",
-        metavar="REGISTRY=HOST[:PORT]",
-        help="reach REGISTRY through a mirror (repeatable; CRATEKEEPER_REGISTRY_MIRRORS)",
     )
 
 

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from controller.cli.flags import add_registry_flags
 from controller.cli.state import load_state
 from controller.errors import CratekeeperError, Problem, WorkspaceError
 from controller.plan import applied_from, plan
@@ -102,10 +103,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         head, applied_from(base) if base else [], action=args.action, workflow=args.workflow
     )
     doc = plan_document(head.name, base_sha, head_sha, result)
+    checked = True
+    if args.preview:  # pulls and runs check mode: only imported when asked for
+        from controller.cli.preview import format_preview, run_preview
+
+        doc["preview"], checked = run_preview(args, result)
     if args.output == "json":
         print(json.dumps(doc, indent=2))
     else:
         print(format_plan(doc))
+        if args.preview:
+            print(format_preview(doc["preview"]))
+    if not checked:
+        return 1
     if args.exit_code:
         return 2 if doc["runs"] or doc["removed"] else 0
     return 0
@@ -193,6 +203,14 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         action="store_true",
         help="exit 0 when nothing would run, 2 when something would, 1 on an error",
     )
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="pull the changed blocks and run their action in check mode (--check --diff) "
+        "against the workspace's cluster; print each block's diff and CHANGELOG.poly entries",
+    )
+    p.add_argument("--age-identity-file", help="age identity for *.age files (--preview)")
+    add_registry_flags(p)
     p.set_defaults(func=_cmd_plan)
 
     p = sub.add_parser(
