@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from controller.kube import Kube
 from controller.notify.alerts import signature
 from controller.settings import Settings
 from tests.support.gitrepo import GitRepo
 from tests.support.http_recorder import HttpRecorder
-from tests.support.kube_emulator import ALERTS, WORKSPACES, KubeEmulator
+from tests.support.kube_emulator import ALERTS, WORKSPACE_CRD, WORKSPACES, KubeEmulator
 from tests.support.recording_runner import Outcome, RecordingRunner
 from tests.test_notify_operator import app_block, failures, running, secret
 from tests.test_operator import Staging, failed_with, until_status, workspace
@@ -144,3 +145,23 @@ def test_an_invalid_alert_is_counted_and_logged_and_the_others_still_send(
     asyncio.run(scenario())
     assert f"Alert {namespace}/a-broken: spec.workspaceSelector.matchExpressions.0" in caplog.text
     assert "needs values" in caplog.text
+
+
+def test_the_adapter_lists_alerts_by_name_and_none_without_the_alert_crd(
+    kube_emulator: KubeEmulator, kubeconfig: Path, namespace: str, tmp_path: Path
+) -> None:
+    for name in ("b", "a"):
+        kube_emulator.create(ALERTS, alert_object(name, provider="slack"), namespace)
+    kube = Kube.from_kubeconfig(kubeconfig)
+    with KubeEmulator(crds=[WORKSPACE_CRD]) as bare:
+        without = Kube.from_kubeconfig(bare.write_kubeconfig(tmp_path / "bare.yml"))
+        try:
+            listed = asyncio.run(kube.list_alerts(namespace))
+            assert [(a.name, a.namespace, a.spec["provider"]) for a in listed] == [
+                ("a", namespace, "slack"),
+                ("b", namespace, "slack"),
+            ]
+            assert asyncio.run(without.list_alerts("default")) == []
+        finally:
+            kube.close()
+            without.close()
