@@ -136,6 +136,10 @@ async def check_drift(
 
     def runs(ws: Workspace) -> list[Run | BlockDrift]:
         resolved = {b.name: b for b in ws.blocks}
+        workflow = ws.file.workflow(ctx.workflow) if ctx.workflow else None
+        actions: dict[str, str] = {}
+        for step in workflow.steps if workflow else ():  # a block's first step is its apply
+            actions.setdefault(step.block, step.action)
         found: list[Run | BlockDrift] = []
         for name, block in applied.items():
             if name not in resolved:
@@ -145,7 +149,8 @@ async def check_drift(
             at = resolved[name]
             if at.ref is not None:  # pinned by the digest that was applied, when known
                 at = replace(at, ref=replace(at.ref, digest=block.digest or at.ref.digest))
-            found.append(Run(name, ctx.action, block.from_, at.pin, "version", False, at, "", None))
+            action = actions.get(name, ctx.action)
+            found.append(Run(name, action, block.from_, at.pin, "version", False, at, "", None))
         return found
 
     return await check_blocks(revision, runs, ctx, progress)

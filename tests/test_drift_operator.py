@@ -108,5 +108,9 @@ def test_a_hand_change_is_reported_as_drift_naming_the_task_and_corrected_on_req
             assert [c["block"] for c in correction["changes"]] == ["app"]
             assert status["lastAppliedRevision"] == first
 
+            # Drift detection off: no Drifted condition is left to tell an old story.
+            assert await patched(kubeconfig, namespace, "staging", {"spec": {"drift": None}})
+            await until_status(kube_emulator, namespace, "staging", lambda s: not drifted(s))
+
     asyncio.run(scenario())
     assert kube_emulator.errors() == []

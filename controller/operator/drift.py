@@ -88,6 +88,10 @@ class DriftWatch:
         """Check for drift when due (``revision`` is the applied one); seconds until the next
         check, or None when drift detection is off."""
         status = self._writer.stored()
+        if spec.drift is None and status.condition("Drifted") is not None:
+            # Drift detection turned off: a Drifted condition from before would lie.
+            kept = [c for c in status.conditions if c.type != "Drifted"]
+            await self._writer.write(status.model_copy(update={"conditions": kept}))
         wait = self.due_in(spec, status, datetime.now(UTC))
         if wait is None or wait > 0 or spec.drift is None:
             return wait
@@ -111,6 +115,8 @@ class DriftWatch:
             timeout=parse_duration(spec.runner.timeout),
             work_dir=shared.config.work_dir,
             ref=ref_label(git_ref(spec)),
+            workflow=spec.workflow,
+            allow_prompted_actions=spec.allow_prompted_actions,
             artifacts=(shared.artifacts(self.namespace, self.name) if shared.artifacts else None),
         )
 
