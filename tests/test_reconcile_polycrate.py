@@ -223,3 +223,17 @@ def test_the_local_blocks_example_runs_its_workflow(
     files = kept(state)
     assert files["motd-saarbruecken/edge-1.motd"] == "Welcome to Saarbruecken (acme-edge-1)\n"
     assert [b["name"] for b in status["blocks"]] == ["acme/edge-inventory", "motd-saarbruecken"]
+
+
+def test_a_workflow_that_allows_failure_runs_every_step_but_applies_nothing(
+    repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = WORKSPACE.replace("  - name: release\n", "  - name: release\n    allow_failure: true\n")
+    repo.write("workspace.poly", text.replace("- out=artifacts/blocks/hello", "- false"))
+    repo.commit("hello fails, the workflow goes on")
+    state = tmp_path / "state.json"
+    code, status = reconcile(repo, state, "--workflow", "release")
+    assert code == 1
+    assert status.get("lastAppliedRevision") is None
+    results = {c["block"]: c["result"] for c in status["history"][0]["changes"]}
+    assert results == {"hello": "Failed", "inventory": "Succeeded", "app": "Succeeded"}
