@@ -959,6 +959,69 @@ def test_prepare_lays_out_the_workspace_at_the_commit_and_the_block_at_the_diges
     assert termination.read_text().startswith("BlockNotFound: ")  # a digest it never held
 
 
+def _flags(args: list[str], name: str) -> list[str]:
+    """Every ``name VALUE`` pair of a command line, in order."""
+    return [part for i, arg in enumerate(args) if arg == name for part in (arg, args[i + 1])]
+
+
+def test_the_operators_jobs_pull_where_it_resolved_within_its_limits_and_outlast_its_grace(
+    upstream: Upstream, git_daemon: GitDaemon, oci_registry: Registry, tmp_path: Path
+) -> None:
+    """DESIGN §5: CRATEKEEPER_REGISTRY_MIRRORS and CRATEKEEPER_MAX_BLOCK_SIZE reach the Job's
+    init container (which then pulls a block named after a registry it cannot reach, through
+    the mirror, as the operator did), and the pod may take the operator's shutdown grace."""
+    from controller.operator.wiring import runner_factory
+    from controller.settings import Settings
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_bytes(KUBECONFIG)
+    kube = Kube.from_kubeconfig(kubeconfig)  # never reached: only manifests are built
+    spec = WorkspaceSpec.model_validate({"source": {"url": "https://git.example.com/ws.git"}})
+    settings = Settings(
+        runner="kubernetes",
+        registry_mirrors=f"registry.acme-corp.com={oci_registry.host}",
+        insecure_registries=oci_registry.host,
+        max_block_size=10_000_000,
+        shutdown_grace=300.5,
+    )
+    runner = runner_factory(settings, kube)("acme", "acme-staging-1", spec)
+    assert isinstance(runner, KubernetesRunner)
+    pod = job_manifest(make_request(tmp_path), "ck-x", runner._options, SOURCE)["spec"]["template"]
+    assert pod["spec"]["terminationGracePeriodSeconds"] >= settings.shutdown_grace
+    args = pod["spec"]["initContainers"][0]["args"]
+    mirror = _flags(args, "--registry-mirror")
+    assert mirror == ["--registry-mirror", f"registry.acme-corp.com={oci_registry.host}"]
+    assert _flags(args, "--max-block-size") == ["--max-block-size", "10000000"]
+    assert manifest(tmp_path)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 10
+
+    block_dir = tmp_path / "block"
+    block_dir.mkdir()
+    (block_dir / "block.poly").write_text(
+        "name: acme/blocks/mirrored\nversion: 1.0.0\nkind: generic\n"
+    )
+    (block_dir / "big.bin").write_bytes(os.urandom(200_000))
+    ref = BlockRef.parse("registry.acme-corp.com/acme/blocks/mirrored:1.0.0")
+    client = RegistryClient(
+        RegistryOptions(
+            insecure_registries=(oci_registry.host,),
+            mirrors=(("registry.acme-corp.com", oci_registry.host),),
+        )
+    )
+    digest = push_block(block_dir, ref, client=client)
+    commit = upstream.commit({"ws/workspace.poly": "name: mirrored\n"}, "first")
+    dest = tmp_path / "pod" / "workspace"
+    common = [
+        *("--repo", git_daemon.url(upstream), "--commit", commit, "--path", "ws"),
+        *("--dest", str(dest), "--block", f"{ref}@{digest}"),
+        *("--insecure-registry", oci_registry.host, "--cache", str(tmp_path / "pod" / "cache")),
+    ]
+    assert prepare_main([*common, *mirror]) == 0
+    assert (dest / "blocks" / ref.name / "big.bin").is_file()
+    shutil.rmtree(dest)
+    assert prepare_main([*common, *mirror, "--max-block-size", "100000"]) == 1
+    assert prepare_main([*common, "--registry-mirror", "no-equals-sign"]) == 1
+
+
 @pytest.mark.asyncio
 async def test_a_job_still_running_for_an_older_commit_ends_before_the_next_run_starts(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]

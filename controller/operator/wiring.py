@@ -4,6 +4,7 @@ slot) and the registry client."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -55,6 +56,11 @@ def runner_factory(settings: Settings, kube: Kube) -> RunnerFactory:
             prepare_image=settings.prepare_image,
             insecure_registries=settings.insecure_registries,
             ca_bundle=ca_bundle,
+            # The Job pulls from where the operator resolved the block, within its size limit.
+            registry_mirrors=settings.registry_mirrors,
+            max_block_size=settings.max_block_size,
+            # A Job's pod may take as long to stop as the operator (DESIGN §5).
+            termination_grace_seconds=math.ceil(settings.shutdown_grace),
             labels={LABEL_WORKSPACE: name},
         )
 

@@ -62,6 +62,11 @@ class PrepareOptions:
     """The block's artifacts folder relative to ``dest``, made if missing."""
     ca_bundle: Path | None = None
     """PEM file registries' certificates are checked against (git reads ``GIT_SSL_CAINFO``)."""
+    mirrors: tuple[tuple[str, str], ...] = ()
+    """``(registry, endpoint)``: the operator's CRATEKEEPER_REGISTRY_MIRRORS, so the pod pulls
+    from where the operator resolved the block."""
+    max_block_size: int = RegistryOptions.max_block_size
+    """The operator's CRATEKEEPER_MAX_BLOCK_SIZE (default: the registry client's)."""
 
 
 def prepare(options: PrepareOptions) -> PulledBlock | None:
@@ -99,6 +104,8 @@ def prepare(options: PrepareOptions) -> PulledBlock | None:
             docker_config=docker_config,
             cache_dir=options.cache / "registry",
             ca_bundle=options.ca_bundle,
+            mirrors=options.mirrors,
+            max_block_size=options.max_block_size,
         )
     )
     return pull_block(options.block, options.dest, client=client)
@@ -140,6 +147,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--artifacts", type=Path, help="kept artifacts to lay back, if present")
     parser.add_argument("--artifacts-dir", default="", help="the block's artifacts folder")
     parser.add_argument("--ca-bundle", type=Path, help="PEM file of CAs for HTTPS registries")
+    parser.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="REGISTRY=HOST[:PORT]",
+        help="pull REGISTRY's blocks through this mirror (repeatable)",
+    )
+    parser.add_argument(
+        "--max-block-size",
+        type=int,
+        default=RegistryOptions.max_block_size,
+        help="largest unpacked block accepted, in bytes",
+    )
     parser.add_argument("--termination-log", type=Path, help="write a failure message here")
     return parser
 
@@ -160,7 +180,19 @@ def options_from(args: argparse.Namespace) -> PrepareOptions:
         artifacts=args.artifacts,
         artifacts_dir=args.artifacts_dir,
         ca_bundle=args.ca_bundle,
+        mirrors=tuple(_mirror(pair) for pair in args.registry_mirror),
+        max_block_size=args.max_block_size,
     )
+
+
+def _mirror(pair: str) -> tuple[str, str]:
+    registry, sep, endpoint = pair.partition("=")
+    if not sep or not registry or not endpoint:
+        raise RunError(
+            f"--registry-mirror {pair!r} is not REGISTRY=HOST[:PORT], "
+            "e.g. registry.acme-corp.com=mirror.internal:5000"
+        )
+    return registry, endpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -118,6 +118,12 @@ class PodOptions:
     ca_bundle: bytes | None = field(default=None, repr=False)
     """PEM bundle the init container checks HTTPS Git servers and registries against, instead
     of the image's CAs (the chart's bundle holds the system CAs and the private ones)."""
+    registry_mirrors: tuple[tuple[str, str], ...] = ()
+    """``(registry, endpoint)``: the init container pulls through the operator's mirrors."""
+    max_block_size: int | None = None
+    """The operator's largest unpacked block; None: prepare's default."""
+    termination_grace_seconds: int = 10
+    """The pod's terminationGracePeriodSeconds: at least the operator's shutdown grace."""
 
 
 def secret_data(
@@ -198,6 +204,10 @@ def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOp
         args += ["--insecure-registry", host]
     if options.ca_bundle is not None:
         args += ["--ca-bundle", f"{CA_DIR}/{CA_KEY}"]
+    for registry, endpoint in options.registry_mirrors:
+        args += ["--registry-mirror", f"{registry}={endpoint}"]
+    if options.max_block_size is not None:
+        args += ["--max-block-size", str(options.max_block_size)]
     return args
 
 
@@ -344,7 +354,7 @@ def job_manifest(
         "restartPolicy": "Never",
         "automountServiceAccountToken": options.service_account_name is not None,
         "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": 10,
+        "terminationGracePeriodSeconds": options.termination_grace_seconds,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": RUN_AS,

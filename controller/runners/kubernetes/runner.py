@@ -83,6 +83,9 @@ class KubernetesRunner:
         insecure_registries: Sequence[str] = (),
         path: str = DEFAULT_PATH,
         ca_bundle: bytes | None = None,
+        registry_mirrors: Mapping[str, str] | None = None,
+        max_block_size: int | None = None,
+        termination_grace_seconds: int = 10,
         labels: Mapping[str, str] = {},
         poll_interval: float = 2.0,
         deadline_grace: float = 60.0,
@@ -103,6 +106,9 @@ class KubernetesRunner:
             insecure_registries=tuple(insecure_registries),
             path=path,
             ca_bundle=ca_bundle,
+            registry_mirrors=tuple(sorted((registry_mirrors or {}).items())),
+            max_block_size=max_block_size,
+            termination_grace_seconds=termination_grace_seconds,
         )
         self._poll = poll_interval
         self._grace = deadline_grace
