@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from controller.api.spec import REAPPLY_AT, REQUESTED_AT
 from controller.cli import views
 from controller.errors import CratekeeperError
+from controller.runners.sealed import split_log
 
 if TYPE_CHECKING:
     from controller.kube import Kube, Workspace
@@ -244,7 +245,8 @@ def _cmd_logs(args: argparse.Namespace) -> int:
                 log = await kube.read_pod_log(namespace, pod.name, container="ansible")
                 if log is not None:
                     print(f"==> job {job}, pod {pod.name} <==")
-                    print(log.rstrip())
+                    # The sealed artifacts at its end are ciphertext, for the runner only.
+                    print("\n".join(split_log(log)[0]).rstrip())
                     shown = True
         if not shown:
             # The local and docker runners keep no log in the cluster: the status keeps the

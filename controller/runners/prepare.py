@@ -30,12 +30,14 @@ from controller.registry import (
     RegistryOptions,
     pull_block,
 )
+from controller.runners import sealed
 from controller.runners.artifacts import unpack
 from controller.runners.contract import CALLBACK_DIR, VARS_DIR
 from controller.source import GitAuth, GitRef, fetch
 
 CALLBACK_FILE = "cratekeeper_events.py"
 VARS_FILE = "polycrate_vars.py"
+SEALED_FILE = "sealed.py"
 MESSAGE_LIMIT = 4096  # the kubelet keeps at most this much of a termination message
 
 
@@ -114,7 +116,8 @@ def prepare(options: PrepareOptions) -> PulledBlock | None:
 def install_plugins(tools: Path) -> Path:
     """Copy cratekeeper's Ansible plugins (the ``cratekeeper_events`` callback, the
     ``polycrate_vars`` vars plugin) to ``<tools>/callback_plugins/`` and
-    ``<tools>/vars_plugins/``; return ``tools``."""
+    ``<tools>/vars_plugins/``, and :mod:`controller.runners.sealed` (the main container seals
+    the Job's artifacts with it) to ``<tools>/sealed.py``; return ``tools``."""
     for source, folder, name in (
         (CALLBACK_DIR, "callback_plugins", CALLBACK_FILE),
         (VARS_DIR, "vars_plugins", VARS_FILE),
@@ -122,6 +125,7 @@ def install_plugins(tools: Path) -> Path:
         target = tools / folder
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / name, target / name)
+    shutil.copyfile(sealed.__file__, tools / SEALED_FILE)
     return tools
 
 

@@ -43,6 +43,7 @@ RUN_DIR = "/run/cratekeeper"  # the run's Secret: kubeconfig, snapshot.yml, scri
 GIT_AUTH_DIR = "/etc/cratekeeper/git"
 KEPT_DIR = "/etc/cratekeeper/kept"  # the run Secret's kept artifacts only, for prepare
 KEPT_KEY = "artifacts.tar.gz"
+ARTIFACTS_KEY = "artifacts.key"  # the run's random AES-256 key: the main container seals with it
 CA_DIR = "/etc/cratekeeper/ca"  # the run Secret's CA bundle only, for prepare
 CA_KEY = "ca.crt"
 REGISTRY_AUTH_DIR = "/etc/cratekeeper/registry"
@@ -61,7 +62,10 @@ PATHS = RunPaths(
 # names them), and the last stats lines (one per playbook run) of the callback's events into
 # the termination message (the kubelet keeps at most 4 KiB, from the end: the last stats line
 # always survives), and exits with the action's code.
-# Only sh, grep, head, tail, find and wc are needed, so any Ansible execution image will do.
+# Last, it prints the block's artifacts/blocks/ tree sealed (controller/runners/sealed.py, run
+# with ansible-playbook's own Python, which has `cryptography`) for the runner to bring back.
+# Only sh, grep, head, tail, find, wc, sed and Ansible's Python are needed, so any Ansible
+# execution image will do.
 RUN_SCRIPT = """\
 start="$CRATEKEEPER_EVENTS_FILE.start"
 : > "$start"
@@ -81,6 +85,10 @@ rc=$?
     grep '"event": "stats"' "$CRATEKEEPER_EVENTS_FILE" | tail -n 10
   fi
 } > "${CRATEKEEPER_TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null
+if [ -f "${CRATEKEEPER_ARTIFACTS_KEY:-}" ] && [ -f "${CRATEKEEPER_SEALER:-}" ]; then
+  py=$(sed -n '1s/^#![[:space:]]*//p' "$(command -v ansible-playbook)" 2>/dev/null)
+  ${py:-python3} "$CRATEKEEPER_SEALER" || echo "cratekeeper: the artifacts were not sealed" >&2
+fi
 exit $rc
 """
 
@@ -131,11 +139,13 @@ def secret_data(
     env: Mapping[str, str] | None = None,
     *,
     ca_bundle: bytes | None = None,
+    artifacts_key: bytes | None = None,
 ) -> dict[str, str]:
     """The run's Secret ``data``: the decrypted kubeconfig, the snapshot, a script action's
     rendered script (which may quote secret config too) and the Workspace's kept artifacts
     (bounded by :data:`controller.runners.artifacts.MAX_PACKED`), for prepare to lay back.
-    ``env`` (the main container's, :func:`main_env`) goes into the snapshot as ``env``."""
+    ``env`` (the main container's, :func:`main_env`) goes into the snapshot as ``env``;
+    ``artifacts_key`` (:func:`controller.runners.sealed.new_key`) is :data:`ARTIFACTS_KEY`."""
     data = {
         "kubeconfig": request.kubeconfig,
         "snapshot.yml": snapshot_text(request, PATHS, env).encode(),
@@ -147,6 +157,8 @@ def secret_data(
         data[KEPT_KEY] = pack(request.workspace_dir)
     if ca_bundle is not None:
         data[CA_KEY] = ca_bundle
+    if artifacts_key is not None:
+        data[ARTIFACTS_KEY] = artifacts_key
     return {key: base64.b64encode(value).decode() for key, value in data.items()}
 
 
@@ -157,11 +169,12 @@ def secret_manifest(
     labels: Mapping[str, str] = {},
     env: Mapping[str, str] | None = None,
     ca_bundle: bytes | None = None,
+    artifacts_key: bytes | None = None,
 ) -> dict[str, Any]:
     """The run's Secret, owned by its Job so that it is collected with it.
 
     ``labels`` (see :func:`extra_labels`) are merged over :func:`run_labels`, as on the Job;
-    ``ca_bundle`` is :attr:`PodOptions.ca_bundle`.
+    ``ca_bundle`` is :attr:`PodOptions.ca_bundle`; ``artifacts_key`` see :func:`secret_data`.
     """
     return {
         "apiVersion": "v1",
@@ -182,7 +195,7 @@ def secret_manifest(
         },
         "type": "Opaque",
         "immutable": True,
-        "data": secret_data(request, env, ca_bundle=ca_bundle),
+        "data": secret_data(request, env, ca_bundle=ca_bundle, artifacts_key=artifacts_key),
     }
 
 
@@ -213,7 +226,8 @@ def prepare_args(request: ActionRequest, source: WorkspaceSource, options: PodOp
 
 def main_env(request: ActionRequest, options: PodOptions) -> dict[str, str]:
     """The main container's environment: the local runner's, with the pod's paths (and the
-    block's artifacts folder, for :data:`RUN_SCRIPT`'s count)."""
+    block's artifacts folder, for :data:`RUN_SCRIPT`'s count, and where it finds the sealer and
+    the run's artifacts key; the run id, the Job's name, is added by :func:`job_manifest`)."""
     env = action_env(
         request,
         PATHS,
@@ -225,6 +239,8 @@ def main_env(request: ActionRequest, options: PodOptions) -> dict[str, str]:
         script=SCRIPT_FILE if request.has_script else None,
     )
     env["CRATEKEEPER_ARTIFACTS_DIR"] = PATHS.under_root(request.artifacts_dir)
+    env["CRATEKEEPER_ARTIFACTS_KEY"] = f"{RUN_DIR}/{ARTIFACTS_KEY}"
+    env["CRATEKEEPER_SEALER"] = f"{TOOLS_DIR}/sealed.py"
     return env
 
 
@@ -341,7 +357,7 @@ def job_manifest(
         "command": ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run"],
         "args": command(request, PATHS, ansible_playbook="ansible-playbook", script=SCRIPT_FILE),
         "workingDir": workdir(request, PATHS),
-        "env": _env_list(main_env(request, options)),
+        "env": _env_list({**main_env(request, options), "CRATEKEEPER_RUN_ID": name}),
         "volumeMounts": [
             *scratch,
             _mount("workspace", WORKSPACE_DIR),

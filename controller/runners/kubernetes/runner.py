@@ -7,7 +7,8 @@ the digest into an emptyDir; the main container runs the action there with the
 environment of :func:`controller.runners.contract.action_env`. The counts come back structured,
 through the main container's termination message (the ``cratekeeper_events`` stats line, read
 by :func:`controller.runners.events.parse_events`); the log tail is read from the pod log and
-redacted like the local runner's. The design is written up in docs/kubernetes-runner.md.
+redacted like the local runner's, and the Job's artifacts come back sealed at its end
+(:mod:`.collect`). The design is written up in docs/kubernetes-runner.md.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from controller.runners.base import (
     redactions,
 )
 from controller.runners.events import parse_events
+from controller.runners.kubernetes.collect import bring_back
 from controller.runners.kubernetes.earlier import wait_for_earlier
 from controller.runners.kubernetes.manifests import (
     DEFAULT_PATH,
@@ -51,6 +53,7 @@ from controller.runners.kubernetes.names import (
     label_value,
 )
 from controller.runners.output import LOG_TAIL_LINES, LogTail
+from controller.runners.sealed import new_key, split_log
 
 _Ending = Literal["succeeded", "failed", "timedOut", "deadline", "deleted"]
 
@@ -188,7 +191,7 @@ class KubernetesRunner:
         if adopted:
             started = job.created or started
         ending = await self._follow(request, job, adopted=adopted)
-        exit_code, message = await self._collect(name, tail, notes)
+        exit_code, message, sealed = await self._collect(name, tail, notes)
         status: RunStatus
         if ending == "deadline":
             await self._kube.delete_job(self._namespace, name, propagation="Background")
@@ -205,13 +208,10 @@ class KubernetesRunner:
                     f"({request.timeout:g}s) and was stopped"
                 )
         events = parse_events(message)
-        if events.artifacts_written:
-            notes.append(
-                f"cratekeeper: the Job wrote {events.artifacts_written} file(s) under "
-                f"{request.artifacts_dir}/; the kubernetes runner does not bring them back yet, "
-                "so later runs do not see them (docs/kubernetes-runner.md, Artifacts)"
-            )
-        for note in notes:
+        kept = await bring_back(
+            self._kube, self._namespace, name, request, sealed, events.artifacts_written
+        )
+        for note in [*notes, kept] if kept else notes:
             tail.add(note)
         return RunResult.ended(status, events, tail, started, exit_code, name)
 
@@ -291,7 +291,12 @@ class KubernetesRunner:
         """The run's Secret, owned by ``job``; a stale one of an earlier Job is replaced."""
         env = main_env(request, self._options)
         manifest = secret_manifest(
-            request, job, labels=self._labels, env=env, ca_bundle=self._options.ca_bundle
+            request,
+            job,
+            labels=self._labels,
+            env=env,
+            ca_bundle=self._options.ca_bundle,
+            artifacts_key=new_key(),
         )
         try:
             await self._kube.create_secret(self._namespace, manifest)
@@ -341,23 +346,26 @@ class KubernetesRunner:
             except KubeError:
                 continue  # a passing API failure: keep following until the deadline
 
-    async def _collect(self, name: str, tail: LogTail, notes: list[str]) -> tuple[int | None, str]:
-        """The main container's exit code and termination message; its log goes to ``tail``."""
+    async def _collect(
+        self, name: str, tail: LogTail, notes: list[str]
+    ) -> tuple[int | None, str, str | None]:
+        """The main container's exit code, termination message and sealed artifacts; its log
+        goes to ``tail``."""
         try:
             pods = await self._kube.list_pods(self._namespace, {LABEL_JOB: name})
         except KubeError as exc:
             notes.append(f"cratekeeper: cannot read the pod of Job {name}: {exc}")
-            return None, ""
+            return None, "", None
         if not pods:
             notes.append(f"cratekeeper: Job {name} has no pod (not scheduled, or already removed)")
-            return None, ""
+            return None, "", None
         pod = max(pods, key=lambda p: (p.created or datetime.min.replace(tzinfo=UTC), p.name))
         prepare, main = pod.container(PREPARE), pod.container(MAIN)
         if prepare is not None and prepare.state == "terminated" and prepare.exit_code != 0:
             await self._read_log(pod, PREPARE, tail, notes)
             why = prepare.message.strip() or prepare.reason or f"exit code {prepare.exit_code}"
             notes.append(f"cratekeeper: preparing the workspace failed: {why}")
-            return None, ""
+            return None, "", None
         if main is None or main.state in ("waiting", "unknown"):
             for state in (prepare, main):
                 if state is not None and state.state == "waiting" and state.reason:
@@ -365,16 +373,23 @@ class KubernetesRunner:
                         f"cratekeeper: container {state.name} is waiting: {state.reason}"
                         + (f": {state.message}" if state.message else "")
                     )
-            return None, ""
-        await self._read_log(pod, MAIN, tail, notes)
+            return None, "", None
+        sealed = await self._read_log(pod, MAIN, tail, notes, run_id=name)
         if main.state != "terminated":
-            return None, ""
-        return main.exit_code, main.message
+            return None, "", None
+        return main.exit_code, main.message, sealed
 
-    async def _read_log(self, pod: Pod, container: str, tail: LogTail, notes: list[str]) -> None:
+    async def _read_log(
+        self, pod: Pod, container: str, tail: LogTail, notes: list[str], *, run_id: str = ""
+    ) -> str | None:
+        """The log's last lines into ``tail``, sealed blocks left out; ``run_id``'s sealed block
+        (for it the whole log is read: the block is last, and longer than the tail)."""
         try:
             log = await self._kube.read_pod_log(
-                self._namespace, pod.name, container=container, tail_lines=LOG_TAIL_LINES
+                self._namespace,
+                pod.name,
+                container=container,
+                tail_lines=None if run_id else LOG_TAIL_LINES,
             )
         except KubeError as exc:
             log, reason = None, f": {exc}"
@@ -382,9 +397,11 @@ class KubernetesRunner:
             reason = ""
         if log is None:
             notes.append(f"cratekeeper: the log of {pod.name}/{container} is not available{reason}")
-            return
-        for line in log.splitlines():
+            return None
+        lines, sealed = split_log(log, run_id or None)
+        for line in lines[-LOG_TAIL_LINES:]:
             tail.add(line)
+        return sealed
 
 
 def _check_ours(job: Job, request: ActionRequest) -> None:
