@@ -29,7 +29,7 @@ class Events:
     """Of those, the runs in which no play matched a host."""
     artifacts_written: int = 0
     """Files the action wrote under its artifacts folder, when the runner counts them (the
-    kubernetes runner, which cannot keep them)."""
+    kubernetes runner, which names them when their sealed block is lost)."""
     changed_tasks: tuple[str, ...] = ()
     """The names of the tasks that reported a change, first seen first, each once."""
 

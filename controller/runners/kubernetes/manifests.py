@@ -57,13 +57,13 @@ PATHS = RunPaths(
 """Where the action finds the workspace, the kubeconfig and the snapshot in the pod."""
 
 # The main container's entry point. It runs the action, then copies the first failed task, a
-# count of the files the action wrote under its block's artifacts folder (they are not brought
-# back: docs/kubernetes-runner.md, "Artifacts"), the first changed tasks (drift detection
-# names them), and the last stats lines (one per playbook run) of the callback's events into
-# the termination message (the kubelet keeps at most 4 KiB, from the end: the last stats line
-# always survives), and exits with the action's code.
-# Last, it prints the block's artifacts/blocks/ tree sealed (controller/runners/sealed.py, run
-# with ansible-playbook's own Python, which has `cryptography`) for the runner to bring back.
+# count of the files the action wrote under its block's artifacts folder (so a lost sealed
+# block is named), the first changed tasks (drift detection names them), and the last stats
+# lines (one per playbook run) of the callback's events into the termination message (the
+# kubelet keeps at most 4 KiB, from the end: the last stats line always survives); prints the
+# artifacts/blocks/ tree sealed (controller/runners/sealed.py, run with ansible-playbook's own
+# Python, which has `cryptography`) for the runner to bring back; and exits with the action's
+# code.
 # Only sh, grep, head, tail, find, wc, sed and Ansible's Python are needed, so any Ansible
 # execution image will do.
 RUN_SCRIPT = """\
