@@ -197,3 +197,43 @@ def test_suspend_stops_runs_and_delete_removes_what_runs_left(
     assert kube_emulator.get("v1/secrets", "ws-kube", namespace=namespace) is None
     assert kube_emulator.get("v1/secrets", "other", namespace=namespace) is not None
     assert kube_emulator.get("v1/secrets", "not-ours", namespace=namespace) is not None
+
+
+def test_a_deleted_workspaces_git_cache_goes_unless_another_workspace_still_uses_it(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+) -> None:
+    shared = Staging(GitRepo(tmp_path / "shared"), app_block, f"{namespace}-app", kubeconfig)
+    own = Staging(GitRepo(tmp_path / "own"), app_block, f"{namespace}-own", kubeconfig)
+    git_cache = settings.cache_dir / "git" / namespace
+    runner = RecordingRunner()
+
+    def cached() -> set[str]:
+        return {p.name.split("-")[0] for p in git_cache.glob("*.git")}
+
+    async def delete(name: str) -> None:
+        path = f"{kube_emulator.url}/apis/cratekeeper.dev/v1alpha1/namespaces/{namespace}"
+        await asyncio.to_thread(requests.delete, f"{path}/workspaces/{name}", timeout=10)
+        await kube_emulator.until(
+            lambda: kube_emulator.get(WORKSPACES, name, namespace=namespace) is None, timeout=20
+        )
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace, runner.factory) as operator:
+            for name, url in (("a", shared.url), ("b", shared.url), ("c", own.url)):
+                kube_emulator.create(WORKSPACES, workspace(name, url), namespace)
+            for name in ("a", "b", "c"):
+                await ticks(operator, namespace, name, 1, total=True)
+            assert cached() == {"shared", "own"}
+            await delete("a")  # b still fetches the shared repository
+            assert cached() == {"shared", "own"}
+            await delete("c")  # nobody else fetches its own one
+            assert cached() == {"shared"}
+            await delete("b")
+            assert cached() == set()
+
+    asyncio.run(scenario())

@@ -181,10 +181,15 @@ def build_registry(
 
     @kopf.on.delete(*resource, registry=registry, id="cleanup", when=ours)
     async def delete(
-        namespace: str | None, name: str | None, logger: kopf.Logger, **_: Any
+        namespace: str | None,
+        name: str | None,
+        spec: kopf.Spec,
+        logger: kopf.Logger,
+        **_: Any,
     ) -> None:
         assert namespace and name
-        removed = await state.cleanup(namespace, name)
+        url = spec.get("source", {}).get("url")
+        removed = await state.cleanup(namespace, name, url if isinstance(url, str) else None)
         if removed:
             logger.info(f"removed what runs left: {', '.join(removed)}")
 

@@ -18,6 +18,8 @@ from controller.operator.shared import Shared
 from controller.operator.webhook import TOKEN_KEY
 from controller.operator.worker import WorkspaceWorker
 from controller.runners.kubernetes import MANAGED_BY, label_value
+from controller.source.cache import remove_cached
+from controller.source.remote import credential_free
 
 WEBHOOK_SECRET_ANNOTATION = f"{GROUP}/webhook-secret"
 WORKSPACE_LABEL = f"{GROUP}/workspace"
@@ -149,10 +151,31 @@ class OperatorState:
             return None
         return found.annotations.get(WEBHOOK_SECRET_ANNOTATION) if found else None
 
-    async def cleanup(self, namespace: str, name: str) -> list[str]:
-        """Delete the Jobs and Secrets the Workspace's runs left; what was deleted."""
+    async def cleanup(self, namespace: str, name: str, source_url: str | None = None) -> list[str]:
+        """Delete the Jobs and Secrets the Workspace's runs left, and the Git cache of its
+        ``source_url`` when no other Workspace of the namespace uses it; what was deleted."""
         self.shared.metrics.forget(namespace, name)
         labels = cleanup_labels(name)
         jobs = await self.kube.delete_jobs(namespace, labels)
         secrets = await self.kube.delete_secrets(namespace, labels)
-        return [f"job/{n}" for n in jobs] + [f"secret/{n}" for n in secrets]
+        removed = [f"job/{n}" for n in jobs] + [f"secret/{n}" for n in secrets]
+        if source_url and await self._unused_elsewhere(namespace, name, source_url):
+            cache_dir = self.shared.settings.cache_dir / "git" / namespace
+            git_dir = await asyncio.to_thread(remove_cached, cache_dir, source_url)
+            if git_dir is not None:
+                removed.append(f"git cache {git_dir.name}")
+        return removed
+
+    async def _unused_elsewhere(self, namespace: str, name: str, url: str) -> bool:
+        """True when no other Workspace of ``namespace`` names ``url`` (the same repository
+        without a password); False when that cannot be read (the cache is kept)."""
+        try:
+            others = await self.kube.list_workspaces(namespace)
+        except CratekeeperError:
+            return False
+        mine = credential_free(url)
+        return not any(
+            credential_free(str(w.spec.get("source", {}).get("url", ""))) == mine
+            for w in others
+            if w.name != name
+        )

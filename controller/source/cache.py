@@ -5,20 +5,26 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from controller.source import gitcmd
+from controller.source.remote import credential_free
 
-__all__ = ["cache_repo", "locked"]
+__all__ = ["cache_repo", "locked", "remove_cached"]
+
+
+def _git_dir(cache_dir: Path, url: str) -> Path:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "-", url.rstrip("/").rsplit("/", 1)[-1])[:40]
+    return cache_dir / f"{tail}-{digest}.git"
 
 
 def cache_repo(cache_dir: Path, url: str) -> Path:
     """The bare cache repository for ``url`` (credential-free), created on first use."""
-    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    tail = re.sub(r"[^A-Za-z0-9._-]+", "-", url.rstrip("/").rsplit("/", 1)[-1])[:40]
-    git_dir = cache_dir / f"{tail}-{digest}.git"
+    git_dir = _git_dir(cache_dir, url)
     if not (git_dir / "HEAD").is_file():
         git_dir.parent.mkdir(parents=True, exist_ok=True)
         gitcmd.git(["init", "--bare", "--quiet", str(git_dir)], cwd=git_dir.parent)
@@ -36,3 +42,15 @@ def locked(git_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_cached(cache_dir: Path, url: str) -> Path | None:
+    """Remove the cache repository of ``url`` (as a Workspace spells it; a password in it is
+    ignored, as the fetch ignores it), after a fetch into it finished; the path removed, or
+    None when there was none. The caller knows no one else still fetches ``url`` here."""
+    git_dir = _git_dir(cache_dir, credential_free(url))
+    if not (git_dir / "HEAD").is_file():
+        return None
+    with locked(git_dir):
+        shutil.rmtree(git_dir)
+    return git_dir

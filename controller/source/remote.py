@@ -20,7 +20,7 @@ from controller.source import gitcmd
 from controller.source.classify import classify, redact
 from controller.source.model import GitAuth
 
-__all__ = ["Remote"]
+__all__ = ["Remote", "credential_free"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,11 @@ _CREDENTIAL_HELPER = (
     'p="$(cat "$CRATEKEEPER_GIT_PASSWORD_FILE" 2>/dev/null)"; '
     'printf "password=%s\\n" "$p"; }; f'
 )
+
+
+def credential_free(url: str) -> str:
+    """``url`` as the cache knows it: without its password."""
+    return _strip_password(url)[0]
 
 
 def _strip_password(url: str) -> tuple[str, str | None]:
