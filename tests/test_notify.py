@@ -371,3 +371,33 @@ def test_a_forge_that_is_down_or_a_missing_secret_is_counted_and_logged_without_
     logged = caplog.text
     assert "cannot connect" in logged and "Secret acme/missing not found" in logged
     assert TOKEN not in logged
+
+
+def test_drift_found_alerts_the_channels_that_take_it_once_per_revision(
+    http_recorder: HttpRecorder,
+) -> None:
+    secrets = Secrets(
+        {
+            "drift": {"address": f"{http_recorder.url}/slack/drift".encode()},
+            "runs": {"address": f"{http_recorder.url}/slack/runs".encode()},
+        }
+    )
+    ws = workspace_spec(
+        http_recorder.url,
+        [
+            {"type": "slack", "secretRef": {"name": "drift"}, "events": ["DriftFound"]},
+            {"type": "slack", "secretRef": {"name": "runs"}, "events": ["RunFailed"]},
+        ],
+    )
+
+    async def scenario() -> None:
+        notifier = Notifier(secrets, policy=FAST)
+        for _ in range(2):  # the next check finds the same drift: no second alert
+            notifier.drifted("acme", "ws", ws, SHA, "app: task 'Deployment' would change")
+        await notifier.idle()
+
+    asyncio.run(scenario())
+    sent = http_recorder.to("/slack/drift")
+    assert len(sent) == 1
+    assert "task 'Deployment' would change" in sent[0].body.decode()
+    assert http_recorder.to("/slack/runs") == []

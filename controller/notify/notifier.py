@@ -101,7 +101,28 @@ class Notifier:
             self._commit_status(
                 namespace, name, spec, outcome.revision, state, describe(entry, failed)
             )
-        found = notices(namespace, name, outcome, entry, failed)
+        self._dispatch(namespace, name, spec, notices(namespace, name, outcome, entry, failed))
+
+    def drifted(
+        self, namespace: str, name: str, spec: WorkspaceSpec, revision: str, message: str
+    ) -> None:
+        """A drift check found the cluster changed from the applied ``revision``: DriftFound,
+        to ``spec.notify.alerts`` and the namespace's Alerts that select the Workspace."""
+        notice = Notice(
+            kind="DriftFound",
+            namespace=namespace,
+            name=name,
+            revision=revision,
+            reason="DriftDetected",
+            message=message,
+        )
+        self._dispatch(namespace, name, spec, [notice])
+
+    def _dispatch(
+        self, namespace: str, name: str, spec: WorkspaceSpec, found: list[Notice]
+    ) -> None:
+        """Send each notice to the Workspace's own alerts that take its kind (rate-limited),
+        then to the namespace's Alerts."""
         for notice in found:
             for index, alert in enumerate(spec.notify.alerts):
                 if notice.kind not in alert.events:

@@ -99,7 +99,7 @@ class DriftWatch:
         report = await check_drift(revision, status, ctx, self._log)
         self._checked = (revision.sha, report.finished)
         self.checks += 1
-        await self._record(report, generation)
+        await self._record(spec, revision.sha, report, generation)
         if report.drifted and spec.drift.correct:
             await self._correct(spec, revision, report, ctx, generation)
         return parse_duration(spec.drift.interval)
@@ -120,7 +120,9 @@ class DriftWatch:
             artifacts=(shared.artifacts(self.namespace, self.name) if shared.artifacts else None),
         )
 
-    async def _record(self, report: DriftReport, generation: int | None) -> None:
+    async def _record(
+        self, spec: WorkspaceSpec, sha: str, report: DriftReport, generation: int | None
+    ) -> None:
         state, reason, message = drifted_condition(report)
         for block in report.drifted:
             self._shared.metrics.drift_detected.labels(self.namespace, self.name, block.block).inc()
@@ -131,6 +133,8 @@ class DriftWatch:
         )
         await self._writer.write(new, news)
         self._log(f"drift check of {self.namespace}/{self.name}: {reason}: {message}")
+        if report.drifted and self._shared.notifier is not None:  # once recorded, as outcomes
+            self._shared.notifier.drifted(self.namespace, self.name, spec, sha, message)
 
     async def _correct(
         self,
