@@ -26,8 +26,11 @@ Fixtures::
 
 Both skip with the reason (no dockerd, not root, the daemon did not start, no debootstrap, the
 build failed) rather than fail: the docker runner's tests need a privileged machine. In CI a skip
-fails the run (tests/support/ci_skips.py). Tests using ``docker_engine`` are grouped on one xdist
-worker (``xdist_group``), so a parallel run starts one engine.
+fails the run (tests/support/ci_skips.py). Tests using ``docker_engine`` are marked
+``xdist_group`` so that ``--dist loadgroup`` keeps them on one worker and one engine starts; with
+pytest 9.2 and pytest-xdist 3.8 that grouping has no effect (xdist renames ``item._nodeid``,
+which pytest 9.2 no longer reads), so each worker that gets a docker test starts its own engine
+on its own data root -- correct, at the cost of a second engine start and image load (~10 s).
 """
 
 from __future__ import annotations
@@ -92,8 +95,9 @@ def engine_root() -> Path:
     return cache_root() / "engines" / f"{checkout}-{worker}"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """All tests of the engine on one xdist worker (``--dist loadgroup``): one engine starts."""
+    """Mark the engine's tests for one xdist worker (``--dist loadgroup``; see the docstring)."""
     for item in items:
         if "docker_engine" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group(XDIST_GROUP))
