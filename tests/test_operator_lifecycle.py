@@ -9,13 +9,18 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import shutil
 from pathlib import Path
 
 import requests
 
 from controller.api.spec import REQUESTED_AT
+from controller.operator.metrics import OperatorMetrics, refresh_cache_sizes
 from controller.operator.state import WEBHOOK_SECRET_ANNOTATION
+from controller.registry.cache import BlobCache
 from controller.settings import Settings
+from controller.source import GitRef, fetch
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
 from tests.support.recording_runner import RecordingRunner
@@ -103,6 +108,8 @@ def test_a_webhook_push_or_the_requested_at_annotation_reconciles_at_once(
             metrics = await asyncio.to_thread(requests.get, probes + "/metrics", timeout=10)
             runs = f'cratekeeper_runs_total{{name="ws",namespace="{namespace}",result="Succeeded"}}'
             assert f"{runs} 3.0" in metrics.text
+            assert 'cratekeeper_cache_bytes{cache="git"}' in metrics.text
+            assert 'cratekeeper_cache_bytes{cache="blobs"}' in metrics.text
 
     asyncio.run(scenario())
 
@@ -237,3 +244,40 @@ def test_a_deleted_workspaces_git_cache_goes_unless_another_workspace_still_uses
             assert cached() == set()
 
     asyncio.run(scenario())
+
+
+def test_the_cache_size_gauge_follows_the_disk_without_walking_it_per_scrape(
+    tmp_path: Path,
+) -> None:
+    """``cratekeeper_cache_bytes``: the Git mirrors' bytes on disk and the blob store's, measured
+    by a refresher (once a minute in the operator), not by a scrape."""
+    cache_dir = tmp_path / "cache"
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("workspace.poly", "name: sized\n" + "x" * 50_000)
+    repo.commit("first")
+    fetch(f"file://{repo.path}", GitRef.branch("main"), cache_dir / "git" / "ns")
+    blob = os.urandom(30_000)
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    BlobCache(cache_dir / "oci").fetch(digest, len(blob), lambda out: out.write(blob))
+    metrics = OperatorMetrics()
+
+    def gauge(kind: str) -> float:
+        value = metrics.registry.get_sample_value("cratekeeper_cache_bytes", {"cache": kind})
+        return -1.0 if value is None else value
+
+    async def scenario() -> None:
+        refresher = asyncio.create_task(refresh_cache_sizes(metrics, cache_dir, every=0.05))
+        try:
+            while gauge("blobs") < 0:
+                await asyncio.sleep(0.01)
+            on_disk = sum(f.stat().st_size for f in (cache_dir / "git").rglob("*") if f.is_file())
+            assert gauge("git") == on_disk > 0
+            assert gauge("blobs") == len(blob)
+            metrics.exposition()  # a scrape reads the last measurement
+            shutil.rmtree(cache_dir / "git")
+            while gauge("git") != 0:
+                await asyncio.sleep(0.01)
+        finally:
+            refresher.cancel()
+
+    asyncio.run(asyncio.wait_for(scenario(), timeout=20))

@@ -22,7 +22,7 @@ from controller.notify import Notifier, Policy
 from controller.operator.config import OperatorConfig
 from controller.operator.handlers import serve
 from controller.operator.leases import Elector, Timings, default_identity
-from controller.operator.metrics import OperatorMetrics, metrics_app
+from controller.operator.metrics import OperatorMetrics, metrics_app, refresh_cache_sizes
 from controller.operator.relay import Relay
 from controller.operator.shards import parse_selector
 from controller.operator.shared import Shared
@@ -137,6 +137,7 @@ class Operator:
             "health": metrics_app(self.metrics, self.ready),
         }
         runners: list[web.AppRunner] = []
+        caches = asyncio.create_task(refresh_cache_sizes(self.metrics, self.settings.cache_dir))
         try:
             for kind, app in apps.items():
                 port = self._ports[kind]
@@ -150,6 +151,9 @@ class Operator:
                 self.bound[kind] = runner.addresses[0][1]
             yield
         finally:
+            caches.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await caches
             for runner in runners:
                 await runner.cleanup()
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -10,12 +13,15 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
 from controller.api.status import WorkspaceStatus
+from controller.registry.cache import cache_size
 
 _LABELS = ("namespace", "name")
 # The conditions the status carries (Suspended also straight from spec.suspend when the caller
 # knows it): the dashboard counts Workspaces by them and the alert rules fire on them
 # (charts/cratekeeper/dashboards/, templates/prometheusrule.yaml).
 CONDITIONS = ("Ready", "Reconciling", "Stalled", "Suspended", "Drifted")
+CACHE_REFRESH = 60.0
+"""Seconds between two measurements of the caches on disk (a walk of the Git cache)."""
 
 
 class OperatorMetrics:
@@ -23,6 +29,13 @@ class OperatorMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.cache_bytes = Gauge(
+            "cratekeeper_cache_bytes",
+            "Bytes on disk of the operator's caches: git (the mirrors), blobs (pulled blocks; "
+            "kept within CRATEKEEPER_BLOB_CACHE_MAX_BYTES). Measured once a minute.",
+            ("cache",),
+            registry=self.registry,
+        )
         self.reconcile_duration = Histogram(
             "cratekeeper_reconcile_duration_seconds",
             "Time from fetch to recorded status of one reconcile attempt.",
@@ -120,6 +133,11 @@ class OperatorMetrics:
             for values in series:
                 metric.remove(*values)
 
+    def measure_caches(self, cache_dir: Path) -> None:
+        """Set ``cratekeeper_cache_bytes`` from the disk (blocking: a walk of the caches)."""
+        self.cache_bytes.labels("git").set(_bytes_under(cache_dir / "git"))
+        self.cache_bytes.labels("blobs").set(cache_size(cache_dir / "oci"))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -144,3 +162,26 @@ def metrics_app(metrics: OperatorMetrics, ready: Callable[[], bool]) -> web.Appl
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+async def refresh_cache_sizes(
+    metrics: OperatorMetrics, cache_dir: Path, every: float = CACHE_REFRESH
+) -> None:
+    """Measure the caches now and every ``every`` seconds (off the event loop), until cancelled:
+    a scrape never walks the disk."""
+    while True:
+        await asyncio.to_thread(metrics.measure_caches, cache_dir)
+        await asyncio.sleep(every)
+
+
+def _bytes_under(root: Path) -> int:
+    """Bytes of the files under ``root`` (0 when it does not exist; files vanishing meanwhile,
+    as a fetch replaces packs, are skipped)."""
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += (Path(folder) / name).lstat().st_size
+            except FileNotFoundError:
+                continue
+    return total
