@@ -281,3 +281,53 @@ def test_the_cache_size_gauge_follows_the_disk_without_walking_it_per_scrape(
             refresher.cancel()
 
     asyncio.run(asyncio.wait_for(scenario(), timeout=20))
+
+
+def test_an_idle_check_reads_no_secret_and_a_due_run_reads_them_again(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 11 point 1: the Git credentials are held per worker; the registry (and decryption)
+    Secrets are read only when a run is due. Counted as the emulated API's Secret GETs."""
+    staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
+    docker = json.dumps({"auths": {}}).encode()
+    for name, data in (
+        ("git", {"username": b"ci", "password": b"s3cret"}),
+        ("registry", {".dockerconfigjson": docker}),
+    ):
+        encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
+        kube_emulator.create("v1/secrets", {"metadata": {"name": name}, "data": encoded}, namespace)
+    body = workspace("ws", staging.url)
+    body["spec"]["source"]["secretRef"] = {"name": "git"}
+    body["spec"]["registry"] = {"secretRef": {"name": "registry"}}
+    runner = RecordingRunner()
+
+    def secret_gets(since: int) -> list[str]:
+        return [
+            str(r.name)
+            for r in kube_emulator.requests(since)
+            if r.method == "GET"
+            and r.resource == "v1/secrets"
+            and r.namespace == namespace
+            and r.name in ("git", "registry")  # the spec's; a run also reads its artifacts'
+        ]
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace, runner.factory) as operator:
+            mark = kube_emulator.mark()
+            kube_emulator.create(WORKSPACES, body, namespace)
+            await until_status(kube_emulator, namespace, "ws", applied(staging.head))
+            assert sorted(set(secret_gets(mark))) == ["git", "registry"]
+            idle = kube_emulator.mark()
+            await ticks(operator, namespace, "ws", 3)
+            assert secret_gets(idle) == []  # three checks of an unmoved ref: no Secret read
+            due = kube_emulator.mark()
+            head = staging.pin("1.2.0")
+            await until_status(kube_emulator, namespace, "ws", applied(head))
+            assert secret_gets(due) == ["registry"]  # the run's; Git's are still held
+
+    asyncio.run(scenario())

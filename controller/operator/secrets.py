@@ -1,8 +1,11 @@
 """Secrets named in a Workspace's spec, handed to the pipeline as private files for one run.
 
-Read at run time (so a rotated Secret takes effect on the next run), written as 0600 files in
-a 0700 directory on a memory-backed filesystem when there is one, and removed when the run
-ends. Nothing here logs or raises with a Secret's contents: messages name the Secret and key.
+Read when a run is due (so a rotated Secret takes effect on the next run), written as 0600
+files in a 0700 directory on a memory-backed filesystem when there is one, and removed when the
+run ends. The Git credentials alone, which every check needs, are kept per worker
+(:class:`GitCredentials`) until the Secret's name changes, an authentication fails or the worker
+ends: an idle check reads no Secret. Nothing here logs or raises with a Secret's contents:
+messages name the Secret and key.
 """
 
 from __future__ import annotations
@@ -74,19 +77,66 @@ def _scratch_parent() -> str | None:
     return str(_MEMORY_FS) if usable else None
 
 
+class GitCredentials:
+    """One worker's Git credentials (``spec.source.secretRef``) as private files, read once and
+    kept until the Secret's name changes, :meth:`forget` (an authentication failed) or
+    :meth:`close` (the worker ends)."""
+
+    def __init__(self, reader: SecretReader, namespace: str) -> None:
+        self._reader, self._namespace = reader, namespace
+        self._held: tuple[str, Path, GitAuth] | None = None
+
+    @property
+    def cached(self) -> bool:
+        return self._held is not None
+
+    async def auth(self, spec: WorkspaceSpec) -> GitAuth | None:
+        ref = spec.source.secret_ref
+        if ref is None:
+            self.close()
+            return None
+        if self._held is not None and self._held[0] == ref.name:
+            return self._held[2]
+        self.close()
+        data = await _read(self._reader, self._namespace, ref.name, "spec.source.secretRef")
+        root = Path(tempfile.mkdtemp(prefix="cratekeeper-git-", dir=_scratch_parent()))
+        try:
+            directory = _private_dir(root, "git")
+            _write_all(directory, data)
+            self._held = (ref.name, root, GitAuth.from_directory(directory))
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        return self._held[2]
+
+    def forget(self) -> None:
+        """Read the Secret again next time (it may have been rotated)."""
+        self.close()
+
+    def close(self) -> None:
+        if self._held is not None:
+            shutil.rmtree(self._held[1], ignore_errors=True)
+            self._held = None
+
+
 @contextlib.asynccontextmanager
 async def secret_files(
-    reader: SecretReader, namespace: str, spec: WorkspaceSpec, base_keys: AgeKeys
+    reader: SecretReader,
+    namespace: str,
+    spec: WorkspaceSpec,
+    base_keys: AgeKeys,
+    *,
+    git_auth: GitAuth | None = None,
 ) -> AsyncIterator[RunSecrets]:
     """The Workspace's Secrets as files, for the duration of the ``async with`` block.
 
     ``base_keys`` (the controller's own age identity) are kept; the Workspace's decryption
-    Secret adds to them.
+    Secret adds to them. ``git_auth`` given (from :class:`GitCredentials`): the Git Secret is
+    not read again.
     """
     root = Path(tempfile.mkdtemp(prefix="cratekeeper-secrets-", dir=_scratch_parent()))
     try:
-        git_auth = None
-        if spec.source.secret_ref is not None:
+        if git_auth is None and spec.source.secret_ref is not None:
             name = spec.source.secret_ref.name
             data = await _read(reader, namespace, name, "spec.source.secretRef")
             directory = _private_dir(root, "git")
@@ -135,3 +185,9 @@ async def secret_files(
         yield RunSecrets(git_auth, docker_config, keys)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def held_secrets(git_auth: GitAuth | None, base_keys: AgeKeys) -> AsyncIterator[RunSecrets]:
+    """What a check needs when nothing will run: the Git credentials already held."""
+    yield RunSecrets(git_auth=git_auth, keys=base_keys)

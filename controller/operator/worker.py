@@ -29,21 +29,29 @@ from pydantic import ValidationError
 
 from controller.api.spec import PUSHED_AT, REAPPLY_AT, WorkspaceSpec, parse_duration
 from controller.api.status import Salvaged, WorkspaceStatus
-from controller.errors import CratekeeperError, RegistryError
+from controller.errors import CratekeeperError, GitAuthError, RegistryError
 from controller.notify.events import pending_description
 from controller.operator import events, requests, stored
 from controller.operator.drift import DriftWatch
 from controller.operator.events import EventSink
 from controller.operator.retry import Retries
-from controller.operator.secrets import RunSecrets, secret_files
+from controller.operator.secrets import GitCredentials, RunSecrets, held_secrets, secret_files
 from controller.operator.shared import Shared
 from controller.operator.wiring import SlottedRunner, registry_client
 from controller.operator.writer import StatusWriter
 from controller.pipeline import PipelineContext, previous_revision, reconcile, ref_label
 from controller.runners.base import ActionRequest
-from controller.source import Revision, fetch
+from controller.source import GitAuth, Revision, fetch
 from controller.source.spec import check_fetchable, git_ref
-from controller.status import Failure, ReconcileOutcome, changed, failure, record, set_condition
+from controller.status import (
+    Failure,
+    ReconcileOutcome,
+    changed,
+    failure,
+    is_applied,
+    record,
+    set_condition,
+)
 
 INTERNAL_ERROR = "an internal error interrupted the reconcile; the operator's log names it"
 
@@ -79,6 +87,7 @@ class WorkspaceWorker:
         self._stopping = False
         self._retries = Retries(shared.config.backoff)
         self._drift = DriftWatch(namespace, name, shared, self._writer, log)
+        self._git = GitCredentials(shared.api, namespace)  # an idle check reads no Secret
         self.ticks = 0  # completed ticks (for tests and debugging)
         body = snapshot()
         self._generation = body.get("metadata", {}).get("generation")
@@ -141,6 +150,7 @@ class WorkspaceWorker:
             self.ticks += 1
             if not self._stopping:
                 await self._sleep(delay)
+        self._git.close()
         with contextlib.suppress(CratekeeperError):  # a last try, or the next operator does it
             await self._writer.flush()
 
@@ -203,11 +213,26 @@ class WorkspaceWorker:
         labels = (self.namespace, self.name)
         started = time.monotonic()
         try:
-            async with secret_files(shared.api, self.namespace, spec, shared.base_keys) as secrets:
-                revision = await self._fetch(spec, status, secrets)
-                wait = self._retries.wait(revision.sha, interval)
-                if wait is not None:
-                    return wait
+            fresh = not self._git.cached
+            git_auth = await self._git.auth(spec)
+            try:
+                revision = await self._fetch(spec, status, git_auth)
+            except GitAuthError:
+                if fresh:
+                    raise
+                self._git.forget()  # rotated since it was read: read it again, once
+                git_auth = await self._git.auth(spec)
+                revision = await self._fetch(spec, status, git_auth)
+            wait = self._retries.wait(revision.sha, interval)
+            if wait is not None:
+                return wait
+            # The other Secrets only when a run is due: an idle check reads none of them.
+            due = not is_applied(status, revision.sha) or reapply or self._drift_due(spec)
+            async with (
+                secret_files(shared.api, self.namespace, spec, shared.base_keys, git_auth=git_auth)
+                if due
+                else held_secrets(git_auth, shared.base_keys)
+            ) as secrets:
                 outcome = await self._reconcile(spec, revision, status, secrets, bool(reapply))
                 if outcome.up_to_date:  # in sync with Git: is the cluster still? (spec.drift)
                     self._retries.clear()
@@ -225,8 +250,12 @@ class WorkspaceWorker:
         shared.metrics.reconcile_duration.labels(*labels).observe(time.monotonic() - started)
         return await self._finish(spec, outcome, generation, interval, reapply)
 
+    def _drift_due(self, spec: WorkspaceSpec) -> bool:
+        wait = self._drift.due_in(spec, self._writer.stored(), datetime.now(UTC))
+        return wait is not None and wait <= 0
+
     async def _fetch(
-        self, spec: WorkspaceSpec, status: WorkspaceStatus, secrets: RunSecrets
+        self, spec: WorkspaceSpec, status: WorkspaceStatus, git_auth: GitAuth | None
     ) -> Revision:
         source = spec.source
         settings = self._shared.settings
@@ -240,7 +269,7 @@ class WorkspaceWorker:
                 # another without a fetch that checks that tenant's own credentials.
                 settings.cache_dir / "git" / self.namespace,
                 subpath=source.path,
-                auth=secrets.git_auth,
+                auth=git_auth,
                 previous=previous_revision(status, git_ref(spec)),
             )
 
