@@ -49,9 +49,13 @@ class Stopper:
             self._previous.setdefault(sig, previous)
 
     def restore(self) -> None:
-        """Give the signals back to whoever had them before :meth:`install`."""
+        """Give the signals back to whoever had them before :meth:`install` — unless a stop
+        was asked for: then the program is ending, and a second signal must stay harmless to
+        the last instruction (one that arrived during cleanup may still be pending: handing
+        SIGINT back to Python would raise ``KeyboardInterrupt`` at exit), so both stay
+        ignored."""
         for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+            signal.signal(sig, signal.SIG_IGN if self.requested else previous)
         self._previous.clear()
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
