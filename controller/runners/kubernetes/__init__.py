@@ -1,6 +1,7 @@
 """The ``kubernetes`` runner: each block action as a Job, followed to its end, adopted on restart.
 
-:mod:`~controller.runners.kubernetes.names` (names, labels, a Job's outcome) and
+:mod:`~controller.runners.kubernetes.names` (names, labels, a Job's outcome),
+:mod:`~controller.runners.kubernetes.layout` (the pod's paths and entry script) and
 :mod:`~controller.runners.kubernetes.manifests` (the Job and Secret manifests) hold the pure
 builders; :mod:`~controller.runners.kubernetes.earlier` waits for a Workspace's earlier Jobs;
 :mod:`~controller.runners.kubernetes.artifacts` keeps a Workspace's artifacts in a Secret;
@@ -10,7 +11,7 @@ through :class:`controller.kube.Kube`. The design is written up in docs/kubernet
 
 from __future__ import annotations
 
-from controller.runners.kubernetes.manifests import (
+from controller.runners.kubernetes.layout import (
     DEFAULT_PATH,
     EVENTS_FILE,
     GIT_AUTH_DIR,
@@ -25,6 +26,8 @@ from controller.runners.kubernetes.manifests import (
     TMP_DIR,
     TOOLS_DIR,
     WORKSPACE_DIR,
+)
+from controller.runners.kubernetes.manifests import (
     PodOptions,
     WorkspaceSource,
     job_manifest,

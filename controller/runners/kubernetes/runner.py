@@ -7,8 +7,8 @@ the digest into an emptyDir; the main container runs the action there with the
 environment of :func:`controller.runners.contract.action_env`. The counts come back structured,
 through the main container's termination message (the ``cratekeeper_events`` stats line, read
 by :func:`controller.runners.events.parse_events`); the log tail is read from the pod log and
-redacted like the local runner's, and the Job's artifacts come back sealed at its end
-(:mod:`.collect`). The design is written up in docs/kubernetes-runner.md.
+redacted like the local runner's (:mod:`.pod`), and the Job's artifacts come back sealed at
+its end (:mod:`.collect`). The design is written up in docs/kubernetes-runner.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from controller.api.spec import WorkspaceSpec
 from controller.errors import KubeAlreadyExistsError, KubeError, RunError
-from controller.kube import Job, Kube, Pod
+from controller.kube import Job, Kube
 from controller.runners.base import (
     ActionRequest,
     OutputHandler,
@@ -32,10 +32,8 @@ from controller.runners.base import (
 from controller.runners.events import parse_events
 from controller.runners.kubernetes.collect import bring_back
 from controller.runners.kubernetes.earlier import wait_for_earlier
+from controller.runners.kubernetes.layout import DEFAULT_PATH
 from controller.runners.kubernetes.manifests import (
-    DEFAULT_PATH,
-    MAIN,
-    PREPARE,
     PodOptions,
     WorkspaceSource,
     job_manifest,
@@ -44,7 +42,6 @@ from controller.runners.kubernetes.manifests import (
 )
 from controller.runners.kubernetes.names import (
     ANNOTATION_COMMIT,
-    LABEL_JOB,
     LABEL_WORKSPACE,
     MANAGED_BY,
     extra_labels,
@@ -52,8 +49,9 @@ from controller.runners.kubernetes.names import (
     job_outcome,
     label_value,
 )
-from controller.runners.output import LOG_TAIL_LINES, LogTail
-from controller.runners.sealed import new_key, split_log
+from controller.runners.kubernetes.pod import read_result
+from controller.runners.output import LogTail
+from controller.runners.sealed import new_key
 
 _Ending = Literal["succeeded", "failed", "timedOut", "deadline", "deleted"]
 
@@ -191,7 +189,9 @@ class KubernetesRunner:
         if adopted:
             started = job.created or started
         ending = await self._follow(request, job, adopted=adopted)
-        exit_code, message, sealed = await self._collect(name, tail, notes)
+        exit_code, message, sealed = await read_result(
+            self._kube, self._namespace, name, tail, notes
+        )
         status: RunStatus
         if ending == "deadline":
             await self._kube.delete_job(self._namespace, name, propagation="Background")
@@ -345,63 +345,6 @@ class KubernetesRunner:
                 current = await self._kube.get_job(self._namespace, job.name)
             except KubeError:
                 continue  # a passing API failure: keep following until the deadline
-
-    async def _collect(
-        self, name: str, tail: LogTail, notes: list[str]
-    ) -> tuple[int | None, str, str | None]:
-        """The main container's exit code, termination message and sealed artifacts; its log
-        goes to ``tail``."""
-        try:
-            pods = await self._kube.list_pods(self._namespace, {LABEL_JOB: name})
-        except KubeError as exc:
-            notes.append(f"cratekeeper: cannot read the pod of Job {name}: {exc}")
-            return None, "", None
-        if not pods:
-            notes.append(f"cratekeeper: Job {name} has no pod (not scheduled, or already removed)")
-            return None, "", None
-        pod = max(pods, key=lambda p: (p.created or datetime.min.replace(tzinfo=UTC), p.name))
-        prepare, main = pod.container(PREPARE), pod.container(MAIN)
-        if prepare is not None and prepare.state == "terminated" and prepare.exit_code != 0:
-            await self._read_log(pod, PREPARE, tail, notes)
-            why = prepare.message.strip() or prepare.reason or f"exit code {prepare.exit_code}"
-            notes.append(f"cratekeeper: preparing the workspace failed: {why}")
-            return None, "", None
-        if main is None or main.state in ("waiting", "unknown"):
-            for state in (prepare, main):
-                if state is not None and state.state == "waiting" and state.reason:
-                    notes.append(
-                        f"cratekeeper: container {state.name} is waiting: {state.reason}"
-                        + (f": {state.message}" if state.message else "")
-                    )
-            return None, "", None
-        sealed = await self._read_log(pod, MAIN, tail, notes, run_id=name)
-        if main.state != "terminated":
-            return None, "", None
-        return main.exit_code, main.message, sealed
-
-    async def _read_log(
-        self, pod: Pod, container: str, tail: LogTail, notes: list[str], *, run_id: str = ""
-    ) -> str | None:
-        """The log's last lines into ``tail``, sealed blocks left out; ``run_id``'s sealed block
-        (for it the whole log is read: the block is last, and longer than the tail)."""
-        try:
-            log = await self._kube.read_pod_log(
-                self._namespace,
-                pod.name,
-                container=container,
-                tail_lines=None if run_id else LOG_TAIL_LINES,
-            )
-        except KubeError as exc:
-            log, reason = None, f": {exc}"
-        else:
-            reason = ""
-        if log is None:
-            notes.append(f"cratekeeper: the log of {pod.name}/{container} is not available{reason}")
-            return None
-        lines, sealed = split_log(log, run_id or None)
-        for line in lines[-LOG_TAIL_LINES:]:
-            tail.add(line)
-        return sealed
 
 
 def _check_ours(job: Job, request: ActionRequest) -> None:
