@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -18,14 +15,13 @@ import pytest
 from controller.api.status import WorkspaceStatus
 from controller.cli import main
 from controller.errors import (
-    GitAuthError,
     GitHistoryRewrittenError,
     GitRefNotFoundError,
     GitTimeoutError,
     GitUnreachableError,
     SourceError,
 )
-from controller.source import GitAuth, GitRef, fetch, gitcmd, local_ref, local_revision, redact
+from controller.source import GitAuth, GitRef, fetch, gitcmd, local_ref, local_revision
 from controller.tree import Tree, read_text
 
 if TYPE_CHECKING:
@@ -70,6 +66,10 @@ def git_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 NETWORK = {"ls-remote", "fetch", "clone", "pull"}
+
+
+def _ssh_auth(ssh_server: SshServer, known_hosts: Path | None) -> GitAuth:
+    return GitAuth(identity_file=ssh_server.identity, known_hosts_file=known_hosts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,251 +395,3 @@ def test_moved_tag_to_unrelated_commit_is_history_rewritten(
     upstream.tag("v1", base)
     with pytest.raises(GitHistoryRewrittenError):
         fetch(url, GitRef.tag("v1"), cache, previous=applied)
-
-
-# ---------------------------------------------------------------------------------------------
-# Cost of a check, incremental fetches (measured on the HTTP server and by counting git calls)
-
-
-def _commands(requests: list[Any]) -> list[str]:
-    return [r.command or f"{r.method} {r.query}" for r in requests if r.status != 401]
-
-
-@pytest.mark.parametrize("ref", [GitRef.branch("main"), GitRef.tag("v1.0.0")], ids=str)
-def test_unmoved_branch_costs_one_ls_remote(
-    upstream: Upstream,
-    git_http: GitHttpServer,
-    http_auth: GitAuth,
-    cache: Path,
-    git_calls: list[str],
-    ref: GitRef,
-) -> None:
-    sha = upstream.commit(WORKSPACE, "first")
-    upstream.tag("v1.0.0")
-    url = git_http.url(upstream)
-    fetch(url, ref, cache, auth=http_auth)
-    git_http.take_requests()
-    git_calls.clear()
-
-    revision = fetch(url, ref, cache, auth=http_auth, previous=sha)
-
-    assert revision.sha == sha
-    # Client side: exactly one network git command, and it is ls-remote.
-    assert [c for c in git_calls if c in NETWORK] == ["ls-remote"]
-    # Server side: the ref advertisement and one ls-refs, no fetch (no pack negotiated).
-    commands = _commands(git_http.take_requests())
-    assert commands == ["GET service=git-upload-pack", "ls-refs"]
-
-
-@pytest.fixture
-def git_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A ``git`` first on PATH that appends each process's argv to the returned log file and
-    runs the real git: it counts processes, not calls of our own functions."""
-    real = shutil.which("git")
-    assert real is not None
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "git-processes.log"
-    log.touch()
-    wrapper = bin_dir / "git"
-    wrapper.write_text(
-        f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\n'
-        f'exec {shlex.quote(real)} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return log
-
-
-@pytest.mark.parametrize("transport", ["git", "ssh"])
-@pytest.mark.parametrize("ref", [GitRef.branch("main"), GitRef.tag("v1.0.0")], ids=str)
-def test_an_unmoved_ref_is_one_ls_remote_process_and_nothing_else(
-    request: pytest.FixtureRequest,
-    upstream: Upstream,
-    cache: Path,
-    git_processes: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    transport: str,
-    ref: GitRef,
-) -> None:
-    sha = upstream.commit({"ws/workspace.poly": "name: one\n"}, "first")
-    upstream.tag("v1.0.0")
-    if transport == "ssh":
-        ssh: SshServer = request.getfixturevalue("ssh_server")
-        url, auth = ssh.url(upstream), _ssh_auth(ssh, ssh.known_hosts)  # a 0600 key file
-    else:
-        url, auth = request.getfixturevalue("git_daemon").url(upstream), None
-    fetch(url, ref, cache, subpath="ws", auth=auth)
-    git_processes.write_text("")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-
-    revision = fetch(url, ref, cache, subpath="ws", auth=auth, previous=sha)
-
-    processes = git_processes.read_text().splitlines()
-    assert len(processes) == 1 and " ls-remote " in f" {processes[0]} ", processes
-    assert list(scratch.iterdir()) == []  # no temporary directory either
-    assert (revision.sha, revision.subject, revision.tree.subpath) == (sha, "first", "ws")
-    assert read_text(revision.tree, "workspace.poly") == "name: one\n"
-
-
-def test_a_pinned_commit_checked_before_runs_no_git_at_all(
-    upstream: Upstream, git_daemon: GitDaemon, cache: Path, git_processes: Path
-) -> None:
-    sha = upstream.commit(WORKSPACE, "first")
-    upstream.commit({"workspace.poly": "name: two\n"}, "second")
-    url = git_daemon.url(upstream)
-    fetch(url, GitRef.commit(sha), cache)
-    git_processes.write_text("")
-    assert fetch(url, GitRef.commit(sha), cache, previous=sha).subject == "first"
-    assert git_processes.read_text() == ""
-
-
-def test_a_ref_back_on_an_older_commit_is_resolved_again(
-    upstream: Upstream, git_daemon: GitDaemon, cache: Path
-) -> None:
-    first = upstream.commit(WORKSPACE, "first")
-    url = git_daemon.url(upstream)
-    fetch(url, GitRef.branch("main"), cache)
-    second = upstream.commit({"workspace.poly": "name: two\n"}, "second")
-    assert fetch(url, GitRef.branch("main"), cache, previous=first).sha == second
-    upstream.force_reset(first)
-    with pytest.raises(GitHistoryRewrittenError):
-        fetch(url, GitRef.branch("main"), cache, previous=second)
-    again = fetch(url, GitRef.branch("main"), cache, previous=None)  # the ref was confirmed
-    assert (again.sha, again.subject) == (first, "first")
-
-
-def test_new_commits_are_fetched_incrementally(
-    upstream: Upstream, git_http: GitHttpServer, http_auth: GitAuth, cache: Path
-) -> None:
-    first = upstream.commit(WORKSPACE, "first")
-    url = git_http.url(upstream)
-    fetch(url, GitRef.branch("main"), cache, auth=http_auth)
-    second = upstream.commit({"workspace.poly": "name: two\n"}, "second")
-    git_http.take_requests()
-
-    revision = fetch(url, GitRef.branch("main"), cache, auth=http_auth, previous=first)
-
-    assert revision.sha == second
-    fetches = [r for r in git_http.take_requests() if r.command == "fetch" and r.status == 200]
-    assert fetches, "the new commit must be fetched"
-    # The cache told the server what it already has, so only the new objects are sent.
-    assert any(f"have {first}".encode() in r.body for r in fetches)
-    assert len(list(cache.iterdir())) == 1  # one cache repository per URL, reused
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTPS credentials
-
-
-def test_http_basic_auth_from_files(
-    upstream: Upstream, git_http: GitHttpServer, http_auth: GitAuth, cache: Path
-) -> None:
-    sha = upstream.commit(WORKSPACE, "first")
-    assert fetch(git_http.url(upstream), GitRef.branch("main"), cache, auth=http_auth).sha == sha
-
-
-def test_wrong_password_is_auth_error_without_the_password(
-    upstream: Upstream, git_http: GitHttpServer, cache: Path, tmp_path: Path
-) -> None:
-    upstream.commit(WORKSPACE, "first")
-    (tmp_path / "user").write_text(git_http.user)
-    (tmp_path / "pass").write_text("wrong-Pa55word")
-    auth = GitAuth(username_file=tmp_path / "user", password_file=tmp_path / "pass")
-    with pytest.raises(GitAuthError, match=r"authentication to .* failed") as caught:
-        fetch(git_http.url(upstream), GitRef.branch("main"), cache, auth=auth)
-    assert "wrong-Pa55word" not in str(caught.value)
-
-
-def test_missing_credentials_is_auth_error(
-    upstream: Upstream, git_http: GitHttpServer, cache: Path
-) -> None:
-    upstream.commit(WORKSPACE, "first")
-    with pytest.raises(GitAuthError):
-        fetch(git_http.url(upstream), GitRef.branch("main"), cache)
-
-
-def test_password_in_url_is_never_stored_or_shown(
-    upstream: Upstream, git_http: GitHttpServer, cache: Path
-) -> None:
-    sha = upstream.commit(WORKSPACE, "first")
-    password = git_http.password
-    url = git_http.url(upstream).replace("http://", f"http://{git_http.user}:{password}@")
-    assert fetch(url, GitRef.branch("main"), cache).sha == sha
-    for path in cache.rglob("*"):
-        if path.is_file():
-            assert password.encode() not in path.read_bytes(), path
-
-    bad = url.replace(password, "wrong-Pa55word")
-    with pytest.raises(GitAuthError) as caught:
-        fetch(bad, GitRef.branch("main"), cache)
-    assert "wrong-Pa55word" not in str(caught.value)
-    assert f"http://***@127.0.0.1:{git_http.port}" in str(caught.value)
-
-
-def test_user_git_and_ssh_config_are_ignored(
-    upstream: Upstream,
-    git_daemon: GitDaemon,
-    cache: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sha = upstream.commit(WORKSPACE, "first")
-    home = tmp_path / "home"
-    home.mkdir()
-    # A user config that would send every fetch to a closed port if it were read.
-    (home / ".gitconfig").write_text('[url "git://127.0.0.1:1/"]\n\tinsteadOf = git://\n')
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
-    assert fetch(git_daemon.url(upstream), GitRef.branch("main"), cache).sha == sha
-
-
-def test_redact_removes_userinfo_and_secrets() -> None:
-    text = "fatal: unable to access 'https://bot:tok3n@git.example.com/r.git/': 403"
-    assert redact(text) == "fatal: unable to access 'https://***@git.example.com/r.git/': 403"
-    assert redact("token tok3n leaked", ["tok3n"]) == "token *** leaked"
-
-
-# ---------------------------------------------------------------------------------------------
-# SSH
-
-
-def _ssh_auth(ssh_server: SshServer, known_hosts: Path | None) -> GitAuth:
-    return GitAuth(identity_file=ssh_server.identity, known_hosts_file=known_hosts)
-
-
-def test_ssh_key_with_known_hosts(
-    upstream: Upstream, ssh_server: SshServer, cache: Path, tmp_path: Path
-) -> None:
-    sha = upstream.commit(WORKSPACE, "first")
-    # As Kubernetes mounts a Secret: mode 0644, and the key may have lost its final newline.
-    mounted = tmp_path / "identity"
-    mounted.write_bytes(ssh_server.identity.read_bytes().rstrip(b"\n"))
-    mounted.chmod(0o644)
-    auth = GitAuth(identity_file=mounted, known_hosts_file=ssh_server.known_hosts)
-    assert fetch(ssh_server.url(upstream), GitRef.branch("main"), cache, auth=auth).sha == sha
-
-
-@pytest.mark.parametrize("which", ["wrong", "none"])
-def test_unknown_ssh_host_key_is_refused(
-    upstream: Upstream, ssh_server: SshServer, cache: Path, which: str
-) -> None:
-    upstream.commit(WORKSPACE, "first")
-    known_hosts = ssh_server.wrong_known_hosts if which == "wrong" else None
-    auth = _ssh_auth(ssh_server, known_hosts)
-    with pytest.raises(GitAuthError, match=r"SSH host key .* is not in the known_hosts"):
-        fetch(ssh_server.url(upstream), GitRef.branch("main"), cache, auth=auth)
-
-
-def test_ssh_key_not_authorised_is_auth_error(
-    upstream: Upstream, ssh_server: SshServer, cache: Path, tmp_path: Path
-) -> None:
-    upstream.commit(WORKSPACE, "first")
-    stranger = tmp_path / "stranger"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
-    auth = GitAuth(identity_file=stranger, known_hosts_file=ssh_server.known_hosts)
-    with pytest.raises(GitAuthError, match=r"authentication to .* failed"):
-        fetch(ssh_server.url(upstream), GitRef.branch("main"), cache, auth=auth)
