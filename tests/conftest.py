@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.support.git_servers",
     "tests.support.oci_registry",
     "tests.support.kube_emulator",
+    "tests.support.kube_runner",
     "tests.support.docker_engine",
     "tests.support.http_recorder",
 ]

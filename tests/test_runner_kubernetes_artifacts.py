@@ -1,0 +1,177 @@
+"""The kubernetes runner's artifacts: sealed by the run script, brought back into the export
+with the run's key, refused when sealed otherwise, named when written but not sealed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.kube import Kube
+from controller.runners import sealed
+from controller.runners.artifacts import MAX_PACKED, unpack
+from controller.runners.kubernetes import (
+    MAIN,
+    RUN_SCRIPT,
+    main_env,
+)
+from tests.support.kube_emulator import KubeEmulator
+from tests.support.kube_runner import (
+    ANSIBLE,
+    OPTIONS,
+    REF,
+    SECRETS,
+    STATS,
+    finish_job,
+    make_pod,
+    make_request,
+    run_name,
+    runner_for,
+    running_job,
+    start,
+)
+
+
+@pytest.mark.asyncio
+async def test_artifacts_a_job_wrote_but_did_not_seal_are_named_as_not_kept(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    request = make_request(tmp_path)
+    name = run_name(request, namespace)
+    task = start(run_task, runner_for(kube, namespace), request)
+    await running_job(kube_emulator, namespace, name)
+    message = f'{{"event": "artifacts", "written": 2}}\n{STATS}\n'
+    make_pod(
+        kube_emulator, namespace, name, main={"terminated": {"exitCode": 0, "message": message}}
+    )
+    finish_job(kube_emulator, namespace, name, "Complete")
+    result = await asyncio.wait_for(task, 10)
+    assert result.status == "succeeded" and result.counts.ok == 4
+    assert any(
+        "wrote 2 file(s) under artifacts/blocks/app/" in line and "nothing new was kept" in line
+        for line in result.log_tail
+    )
+
+
+INVENTORY = "all: {hosts: {db-7f3a.internal: {ansible_password: hunter2-plaintext}}}\n"
+
+
+def test_run_script_seals_the_artifacts_so_the_log_holds_only_ciphertext(tmp_path: Path) -> None:
+    """The entry script for real: the action writes an inventory, exits 3; the log carries it
+    sealed under the run's key, and only the runner's key and run id open it."""
+    from controller.runners.prepare import install_plugins
+
+    ws = tmp_path / "ws"
+    block = ws / "blocks" / REF.name
+    block.mkdir(parents=True)
+    request = make_request(ws)
+    key = sealed.new_key()
+    (tmp_path / "artifacts.key").write_bytes(key)
+    env = main_env(request, OPTIONS)
+    env.update(
+        PATH=f"{Path(ANSIBLE).parent}:{os.environ['PATH']}",  # its Python seals
+        POLYCRATE_WORKSPACE=str(ws),
+        CRATEKEEPER_ARTIFACTS_DIR=str(ws / request.artifacts_dir),
+        CRATEKEEPER_EVENTS_FILE=str(tmp_path / "events.jsonl"),
+        CRATEKEEPER_TERMINATION_LOG=str(tmp_path / "termination-log"),
+        CRATEKEEPER_ARTIFACTS_KEY=str(tmp_path / "artifacts.key"),
+        CRATEKEEPER_SEALER=str(install_plugins(tmp_path / "tools") / "sealed.py"),
+        CRATEKEEPER_RUN_ID="ck-run-1",
+    )
+    action = (
+        'mkdir -p "$CRATEKEEPER_ARTIFACTS_DIR" && '
+        'printf "$1" > "$CRATEKEEPER_ARTIFACTS_DIR/inventory.yml"; echo done; exit 3'
+    )
+    proc = subprocess.run(
+        ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run", "/bin/sh", "-c", action, "x", INVENTORY],
+        cwd=block,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    log = proc.stdout.decode() + proc.stderr.decode()
+    assert proc.returncode == 3, log
+    assert "hunter2" not in log and "db-7f3a" not in log
+    lines, body = sealed.split_log(log, "ck-run-1")
+    assert body is not None and lines == ["done"]
+    back = tmp_path / "back"
+    assert unpack(sealed.open_block(body, key, "ck-run-1"), back) == ["app/inventory.yml"]
+    assert (back / "artifacts/blocks/app/inventory.yml").read_text() == INVENTORY
+
+    tampered = body[:40] + ("A" if body[40] != "A" else "B") + body[41:]
+    for wrong in (
+        lambda: sealed.open_block(tampered, key, "ck-run-1"),
+        lambda: sealed.open_block(body, sealed.new_key(), "ck-run-1"),
+        lambda: sealed.open_block(body, key, "ck-run-2"),  # another run's block
+        lambda: sealed.open_block(body[:-8], key, "ck-run-1"),
+    ):
+        with pytest.raises(ValueError, match="sealed artifacts"):
+            wrong()
+    assert sealed.split_log(log, "ck-run-2") == (["done"], None)
+    assert sealed.MAX_PACKED == MAX_PACKED
+
+
+def _sealed_log(tree: Path, key: bytes, run_id: str) -> bytes:
+    (tree / "app").mkdir(parents=True)
+    (tree / "app" / "inventory.yml").write_text(INVENTORY)
+    lines = sealed.seal(sealed.pack_tree(tree), key, run_id)
+    return ("PLAY [deploy]\nPLAY RECAP ok=4\n" + "\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.asyncio
+async def test_a_jobs_sealed_artifacts_are_brought_back_into_the_export(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    request = make_request(tmp_path / "export")
+    name = run_name(request, namespace)
+    task = start(run_task, runner_for(kube, namespace), request)
+    job = await running_job(kube_emulator, namespace, name)
+    secret = kube_emulator.get(SECRETS, name, namespace=namespace)
+    assert secret is not None
+    key = base64.b64decode(secret["data"]["artifacts.key"])
+    assert len(key) == 32 and secret["data"]["artifacts.key"] not in json.dumps(job)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CRATEKEEPER_RUN_ID"] == name
+    assert env["CRATEKEEPER_ARTIFACTS_KEY"] == "/run/cratekeeper/artifacts.key"
+
+    log = _sealed_log(tmp_path / "pod", key, name)
+    terminated = {"terminated": {"exitCode": 0, "message": STATS + "\n"}}
+    make_pod(kube_emulator, namespace, name, main=terminated, logs={MAIN: log})
+    finish_job(kube_emulator, namespace, name, "Complete")
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.status == "succeeded"
+    kept = tmp_path / "export" / "artifacts/blocks/app/inventory.yml"
+    assert kept.read_text() == INVENTORY
+    assert result.log_tail[:2] == ("PLAY [deploy]", "PLAY RECAP ok=4")
+    assert "cratekeeper: brought back 1 artifact file(s) from the Job" in result.log_tail
+    assert not any("cratekeeper-artifacts" in line for line in result.log_tail)
+    assert len(result.log_tail) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_block_not_sealed_with_the_runs_key_is_refused_and_nothing_is_kept(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    request = make_request(tmp_path / "export")
+    name = run_name(request, namespace)
+    task = start(run_task, runner_for(kube, namespace), request)
+    await running_job(kube_emulator, namespace, name)
+    log = _sealed_log(tmp_path / "pod", sealed.new_key(), name)
+    terminated = {"terminated": {"exitCode": 0, "message": STATS + "\n"}}
+    make_pod(kube_emulator, namespace, name, main=terminated, logs={MAIN: log})
+    finish_job(kube_emulator, namespace, name, "Complete")
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.status == "succeeded"  # the playbook's result; the artifacts' is in the log
+    assert not (tmp_path / "export" / "artifacts").exists()
+    assert any(
+        "artifacts were not kept" in line and "do not decrypt" in line for line in result.log_tail
+    )
