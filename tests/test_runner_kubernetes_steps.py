@@ -38,7 +38,6 @@ from tests.support.kube_runner import (
 from tests.support.oci_registry import Registry
 
 
-
 @pytest.mark.skipif(not Path(ANSIBLE).exists(), reason="ansible-playbook is not installed")
 def test_run_script_puts_the_first_failed_task_and_the_stats_in_the_termination_message(
     tmp_path: Path,
