@@ -78,6 +78,11 @@ class DriftWatch:
             return 0.0
         return (since + every - now).total_seconds()
 
+    def is_due(self, spec: WorkspaceSpec) -> bool:
+        """Whether a check of the applied revision (as the writer has it stored) is due now."""
+        wait = self.due_in(spec, self._writer.stored(), datetime.now(UTC))
+        return wait is not None and wait <= 0
+
     async def tick(
         self,
         spec: WorkspaceSpec,

@@ -1,5 +1,6 @@
 """What a person asks of a Workspace, answered in its status (pure): suspend and resume, the
-requested-at annotation (``lastHandledReconcileAt``, Flux's convention) and the re-apply request.
+requested-at annotation (``lastHandledReconcileAt``, Flux's convention) and the re-apply request,
+and how often a body asks to be looked at (``spec.source.interval``).
 
 Each function takes the stored status and returns the next one with the events it is worth;
 the worker decides when to write them (DESIGN §3: suspend is visible, requests acknowledged).
@@ -9,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
-from controller.api.spec import REAPPLY_AT, REQUESTED_AT
+from controller.api.spec import REAPPLY_AT, REQUESTED_AT, WorkspaceSpec, parse_duration
 from controller.api.status import WorkspaceStatus
 from controller.operator.events import Event
 from controller.status import set_condition
@@ -89,3 +91,12 @@ def acknowledge(
     outcome = f"{ready.reason}: {ready.message}" if ready else "no result yet"
     new = status.model_copy(update={"last_handled_reconcile_at": requested})
     return new, [("Normal", "ReconcileHandled", f"reconcile requested at {requested}: {outcome}")]
+
+
+def source_interval(body: Mapping[str, Any]) -> float | None:
+    """``spec.source.interval`` in seconds; None when the spec does not say (or is bad)."""
+    try:
+        spec = WorkspaceSpec.model_validate(body.get("spec") or {})
+        return parse_duration(spec.source.interval)
+    except ValueError:  # pydantic's ValidationError included
+        return None

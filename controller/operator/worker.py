@@ -170,7 +170,7 @@ class WorkspaceWorker:
         salvaged = stored.read_status(raw)
         if not salvaged.readable:  # never start over from a partial read: stop, run nothing
             await self._unreadable(raw, salvaged, generation)
-            return self._interval(body)  # look again: a person's repair wakes nothing
+            return requests.source_interval(body)  # look again: a person's repair wakes nothing
         status = salvaged.status
         try:
             spec = WorkspaceSpec.model_validate(body.get("spec") or {})
@@ -227,7 +227,7 @@ class WorkspaceWorker:
             if wait is not None:
                 return wait
             # The other Secrets only when a run is due: an idle check reads none of them.
-            due = not is_applied(status, revision.sha) or reapply or self._drift_due(spec)
+            due = not is_applied(status, revision.sha) or reapply or self._drift.is_due(spec)
             async with (
                 secret_files(shared.api, self.namespace, spec, shared.base_keys, git_auth=git_auth)
                 if due
@@ -249,10 +249,6 @@ class WorkspaceWorker:
             return min(interval, delay)
         shared.metrics.reconcile_duration.labels(*labels).observe(time.monotonic() - started)
         return await self._finish(spec, outcome, generation, interval, reapply)
-
-    def _drift_due(self, spec: WorkspaceSpec) -> bool:
-        wait = self._drift.due_in(spec, self._writer.stored(), datetime.now(UTC))
-        return wait is not None and wait <= 0
 
     async def _fetch(
         self, spec: WorkspaceSpec, status: WorkspaceStatus, git_auth: GitAuth | None
@@ -371,15 +367,6 @@ class WorkspaceWorker:
         if self._shared.notifier is not None:  # once recorded: what people hear is stored
             self._shared.notifier.finished(self.namespace, self.name, spec, outcome, entry, failed)
         return delay
-
-    @staticmethod
-    def _interval(body: Mapping[str, Any]) -> float | None:
-        """``spec.source.interval`` in seconds; None when the spec does not say (or is bad)."""
-        try:
-            spec = WorkspaceSpec.model_validate(body.get("spec") or {})
-            return parse_duration(spec.source.interval)
-        except ValueError:  # pydantic's ValidationError included
-            return None
 
     async def _unreadable(
         self, raw: Mapping[str, Any], salvaged: Salvaged, generation: int | None
