@@ -20,7 +20,7 @@ from controller.api.spec import GROUP, PLURAL, VERSION
 from controller.errors import KubeError
 from controller.kube.calls import call, get, selector, translated
 from controller.kube.config import Cluster, Credentials, load_cluster
-from controller.kube.leases import Lease, LeaseRecord, lease_from_json, lease_manifest
+from controller.kube.lease_calls import LeaseCalls
 from controller.kube.values import (
     AlertObject,
     Job,
@@ -48,8 +48,9 @@ MERGE_PATCH = "application/merge-patch+json"
 Propagation = Literal["Background", "Foreground", "Orphan"]
 
 
-class Kube:
-    """A connection to one API server; every method is async and returns plain values."""
+class Kube(LeaseCalls):
+    """A connection to one API server; every method is async and returns plain values (the
+    Lease methods come from :class:`~controller.kube.lease_calls.LeaseCalls`)."""
 
     def __init__(self, cluster: Cluster, *, request_timeout: float = REQUEST_TIMEOUT) -> None:
         self.cluster = cluster
@@ -350,43 +351,6 @@ class Kube:
             if exc.status in (400, 404):  # pod gone, or the container never started
                 return None
             raise
-
-    # leases (leader election)
-
-    async def get_lease(self, namespace: str, name: str) -> Lease | None:
-        found = await self._get(
-            f"Lease {namespace}/{name}",
-            self._coordination.read_namespaced_lease,
-            name,
-            namespace,
-        )
-        return None if found is None else lease_from_json(found)
-
-    async def create_lease(self, namespace: str, name: str, record: LeaseRecord) -> Lease:
-        """Create the Lease; :class:`KubeAlreadyExistsError` when another replica was first."""
-        manifest = lease_manifest(namespace, name, record)
-        return lease_from_json(
-            await self._call(
-                f"Lease {namespace}/{name}",
-                self._coordination.create_namespaced_lease,
-                namespace,
-                manifest,
-            )
-        )
-
-    async def replace_lease(self, lease: Lease, record: LeaseRecord) -> Lease:
-        """Write ``record`` over the Lease as read; a KubeError with status 409 when it changed
-        since (another replica wrote first)."""
-        manifest = lease_manifest(lease.namespace, lease.name, record, lease.resource_version)
-        return lease_from_json(
-            await self._call(
-                f"Lease {lease.namespace}/{lease.name}",
-                self._coordination.replace_namespaced_lease,
-                lease.name,
-                lease.namespace,
-                manifest,
-            )
-        )
 
     # plumbing
 
