@@ -1,5 +1,7 @@
 """The kubernetes runner's artifacts: sealed by the run script, brought back into the export
-with the run's key, refused when sealed otherwise, named when written but not sealed.
+with the run's key; refused when sealed otherwise, lost when written but not sealed, or over the
+bound: each fails a run that otherwise succeeded with ``ArtifactsNotKept``, as the local runner
+fails it, so later runs never miss what it wrote.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from controller.runners.kubernetes import (
     RUN_SCRIPT,
     main_env,
 )
+from controller.runners.kubernetes.layout import ARTIFACTS_KEY
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.kube_runner import (
     ANSIBLE,
@@ -40,7 +44,7 @@ from tests.support.kube_runner import (
 
 
 @pytest.mark.asyncio
-async def test_artifacts_a_job_wrote_but_did_not_seal_are_named_as_not_kept(
+async def test_artifacts_a_job_wrote_but_did_not_seal_fail_the_run_as_not_kept(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path)
@@ -53,7 +57,10 @@ async def test_artifacts_a_job_wrote_but_did_not_seal_are_named_as_not_kept(
     )
     finish_job(kube_emulator, namespace, name, "Complete")
     result = await asyncio.wait_for(task, 10)
-    assert result.status == "succeeded" and result.counts.ok == 4
+    assert result.status == "failed" and result.counts.ok == 4
+    assert result.error is not None and result.error.reason == "ArtifactsNotKept"
+    assert result.failure_reason is not None
+    assert "wrote 2 file(s) under artifacts/blocks/app/" in result.failure_reason
     assert any(
         "wrote 2 file(s) under artifacts/blocks/app/" in line and "nothing new was kept" in line
         for line in result.log_tail
@@ -63,16 +70,15 @@ async def test_artifacts_a_job_wrote_but_did_not_seal_are_named_as_not_kept(
 INVENTORY = "all: {hosts: {db-7f3a.internal: {ansible_password: hunter2-plaintext}}}\n"
 
 
-def test_run_script_seals_the_artifacts_so_the_log_holds_only_ciphertext(tmp_path: Path) -> None:
-    """The entry script for real: the action writes an inventory, exits 3; the log carries it
-    sealed under the run's key, and only the runner's key and run id open it."""
+def _run_script(tmp_path: Path, key: bytes, run_id: str, action: str, arg: str) -> tuple[int, str]:
+    """``RUN_SCRIPT`` for real around the shell ``action`` (``$1`` = ``arg``), as the main
+    container runs it in the workspace ``tmp_path/ws``: its exit code and its log."""
     from controller.runners.prepare import install_plugins
 
     ws = tmp_path / "ws"
     block = ws / "blocks" / REF.name
     block.mkdir(parents=True)
     request = make_request(ws)
-    key = sealed.new_key()
     (tmp_path / "artifacts.key").write_bytes(key)
     env = main_env(request, OPTIONS)
     env.update(
@@ -83,21 +89,28 @@ def test_run_script_seals_the_artifacts_so_the_log_holds_only_ciphertext(tmp_pat
         CRATEKEEPER_TERMINATION_LOG=str(tmp_path / "termination-log"),
         CRATEKEEPER_ARTIFACTS_KEY=str(tmp_path / "artifacts.key"),
         CRATEKEEPER_SEALER=str(install_plugins(tmp_path / "tools") / "sealed.py"),
-        CRATEKEEPER_RUN_ID="ck-run-1",
-    )
-    action = (
-        'mkdir -p "$CRATEKEEPER_ARTIFACTS_DIR" && '
-        'printf "$1" > "$CRATEKEEPER_ARTIFACTS_DIR/inventory.yml"; echo done; exit 3'
+        CRATEKEEPER_RUN_ID=run_id,
     )
     proc = subprocess.run(
-        ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run", "/bin/sh", "-c", action, "x", INVENTORY],
+        ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run", "/bin/sh", "-c", action, "x", arg],
         cwd=block,
         env=env,
         capture_output=True,
         check=False,
     )
-    log = proc.stdout.decode() + proc.stderr.decode()
-    assert proc.returncode == 3, log
+    return proc.returncode, proc.stdout.decode() + proc.stderr.decode()
+
+
+def test_run_script_seals_the_artifacts_so_the_log_holds_only_ciphertext(tmp_path: Path) -> None:
+    """The entry script for real: the action writes an inventory, exits 3; the log carries it
+    sealed under the run's key, and only the runner's key and run id open it."""
+    key = sealed.new_key()
+    action = (
+        'mkdir -p "$CRATEKEEPER_ARTIFACTS_DIR" && '
+        'printf "$1" > "$CRATEKEEPER_ARTIFACTS_DIR/inventory.yml"; echo done; exit 3'
+    )
+    code, log = _run_script(tmp_path, key, "ck-run-1", action, INVENTORY)
+    assert code == 3, log
     assert "hunter2" not in log and "db-7f3a" not in log
     lines, body = sealed.split_log(log, "ck-run-1")
     assert body is not None and lines == ["done"]
@@ -157,7 +170,7 @@ async def test_a_jobs_sealed_artifacts_are_brought_back_into_the_export(
 
 
 @pytest.mark.asyncio
-async def test_a_block_not_sealed_with_the_runs_key_is_refused_and_nothing_is_kept(
+async def test_a_block_not_sealed_with_the_runs_key_is_refused_and_fails_the_run(
     kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
 ) -> None:
     request = make_request(tmp_path / "export")
@@ -170,8 +183,43 @@ async def test_a_block_not_sealed_with_the_runs_key_is_refused_and_nothing_is_ke
     finish_job(kube_emulator, namespace, name, "Complete")
     result = await asyncio.wait_for(task, 10)
 
-    assert result.status == "succeeded"  # the playbook's result; the artifacts' is in the log
+    assert result.status == "failed"  # the playbook succeeded, but what it wrote is lost
+    assert result.error is not None and result.error.reason == "ArtifactsNotKept"
     assert not (tmp_path / "export" / "artifacts").exists()
     assert any(
         "artifacts were not kept" in line and "do not decrypt" in line for line in result.log_tail
     )
+
+
+@pytest.mark.asyncio
+async def test_a_tree_over_the_bound_fails_the_run_with_its_size_the_limit_and_what_to_do(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    """The sealer for real on a tree that packs past 512 KiB: the Job succeeded, but the run
+    fails as the local runner's does, and the kept artifacts stay as they were."""
+    request = make_request(tmp_path / "export")
+    name = run_name(request, namespace)
+    task = start(run_task, runner_for(kube, namespace), request)
+    job = await running_job(kube_emulator, namespace, name)
+    key = base64.b64decode(
+        kube_emulator.get(SECRETS, name, namespace=namespace)["data"][ARTIFACTS_KEY]
+    )
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    action = (
+        'mkdir -p "$CRATEKEEPER_ARTIFACTS_DIR" && echo "PLAY RECAP ok=4" && '
+        'head -c "$1" /dev/urandom > "$CRATEKEEPER_ARTIFACTS_DIR/chart.tgz"'
+    )
+    code, log = _run_script(tmp_path / "pod", key, env["CRATEKEEPER_RUN_ID"], action, "600000")
+    assert code == 0 and "cratekeeper-artifacts-begin" not in log, log
+    terminated = {"terminated": {"exitCode": 0, "message": STATS + "\n"}}
+    make_pod(kube_emulator, namespace, name, main=terminated, logs={MAIN: log.encode()})
+    finish_job(kube_emulator, namespace, name, "Complete")
+    result = await asyncio.wait_for(task, 10)
+
+    assert result.status == "failed" and result.counts.ok == 4
+    assert result.error is not None and result.error.reason == "ArtifactsNotKept"
+    why = result.failure_reason or ""
+    assert re.search(r"the Job's artifacts/blocks/ packs to \d+ bytes, over the 524288 bytes", why)
+    assert "app/chart.tgz (600000 bytes)" in why and "Keep large outputs outside" in why
+    assert f"cratekeeper: {why}" in result.log_tail
+    assert not (tmp_path / "export" / "artifacts").exists()

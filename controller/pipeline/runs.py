@@ -235,7 +235,7 @@ async def run_prepared(shared: Shared, prepared: Prepared) -> RunOutcome:
     )
     message = ""
     if not result.succeeded:
-        if result.failure_reason:  # it exited 0 but did nothing (no host matched)
+        if result.failure_reason:  # it exited 0 but did nothing, or its artifacts were lost
             where = f": {result.failure_reason}"
         elif result.failed_task:
             where = f" at task {result.failed_task!r}"
@@ -252,5 +252,6 @@ async def run_prepared(shared: Shared, prepared: Prepared) -> RunOutcome:
         result.finished,
         result.job_name,
         message,
+        error=result.error,
         log_tail=tail,
     )

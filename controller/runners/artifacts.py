@@ -84,12 +84,18 @@ def pack(root: Path) -> bytes:
     data = buffer.getvalue()
     if len(data) > MAX_PACKED:
         largest = ", ".join(f"{name} ({size} bytes)" for size, name in sorted(sizes)[-3:])
-        raise ArtifactsError(
-            f"{KEPT}/ packs to {len(data)} bytes, over the {MAX_PACKED} bytes cratekeeper keeps "
-            f"per Workspace (largest: {largest}); nothing new was kept. Keep large outputs "
-            "outside artifacts/blocks/ (they are not laid back) or make them smaller"
-        )
+        raise over_budget(len(data), largest)
     return data
+
+
+def over_budget(size: int, largest: str, where: str = "") -> ArtifactsError:
+    """The error of a tree that packs to ``size`` bytes, over :data:`MAX_PACKED` (``where``: a
+    prefix such as "the Job's "), naming its ``largest`` files and what to do."""
+    return ArtifactsError(
+        f"{where}{KEPT}/ packs to {size} bytes, over the {MAX_PACKED} bytes cratekeeper keeps "
+        f"per Workspace (largest: {largest}); nothing new was kept. Keep large outputs "
+        "outside artifacts/blocks/ (they are not laid back) or make them smaller"
+    )
 
 
 def unpack(data: bytes, root: Path) -> list[str]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import yaml
 
+from controller.errors import CratekeeperError
 from controller.refs import BlockRef
 
 if TYPE_CHECKING:
@@ -179,6 +180,9 @@ class RunResult:
     a status message can carry as is."""
     changed_tasks: tuple[str, ...] = ()
     """The names of the tasks that reported a change (in check mode: would change), in order."""
+    error: CratekeeperError | None = None
+    """Why the run failed when that is not the action's doing (its reason, e.g.
+    ``ArtifactsNotKept``, goes into the status instead of ``RunFailed``)."""
 
     @property
     def succeeded(self) -> bool:

@@ -26,9 +26,11 @@ import binascii
 import gzip
 import io
 import os
+import re
 import secrets
 import sys
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 
 BEGIN = "cratekeeper-artifacts-begin"
@@ -40,6 +42,10 @@ NONCE_BYTES = 12
 TAG_BYTES = 16
 LINE = 4000
 """Base64 characters per log line (container runtimes split lines past 16 KiB)."""
+_TOO_LARGE = re.compile(
+    r"cratekeeper: artifacts/blocks/ packs to (\d+) bytes, over the \d+ bytes cratekeeper "
+    r"keeps \(largest: (.*)\); not brought back"
+)
 
 
 def new_key() -> bytes:
@@ -125,12 +131,42 @@ def open_block(body: str, key: bytes, run_id: str) -> bytes:
         ) from None
 
 
+def too_large_line(size: int, largest: str) -> str:
+    """What the sealer prints (stderr, so into the pod log) for a tree over :data:`MAX_PACKED`;
+    :func:`too_large` reads it back."""
+    return (
+        f"cratekeeper: artifacts/blocks/ packs to {size} bytes, over the {MAX_PACKED} bytes "
+        f"cratekeeper keeps (largest: {largest}); not brought back"
+    )
+
+
+def too_large(lines: Iterable[str]) -> tuple[int, str] | None:
+    """The packed size and the largest files of the last :func:`too_large_line` in a log's
+    ``lines``, or None when the sealer printed none."""
+    found = None
+    for line in lines:
+        match = _TOO_LARGE.fullmatch(line.strip())
+        if match:
+            found = int(match[1]), match[2]
+    return found
+
+
+def _largest(base: Path) -> str:
+    sizes = sorted(
+        (p.stat().st_size, p.relative_to(base).as_posix())
+        for p in base.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    )
+    return ", ".join(f"{name} ({size} bytes)" for size, name in sizes[-3:])
+
+
 def main() -> int:
     """In the pod, after the action: print the sealed ``artifacts/blocks/`` tree.
 
     Reads ``CRATEKEEPER_ARTIFACTS_KEY`` (the key file), ``CRATEKEEPER_RUN_ID`` and
     ``POLYCRATE_WORKSPACE``; prints nothing when there is no tree; over :data:`MAX_PACKED`
-    says so on stderr and prints no block (the runner then keeps nothing new).
+    says so on stderr (:func:`too_large_line`) and prints no block (the runner then fails the
+    run: nothing new is kept).
     """
     key = Path(os.environ["CRATEKEEPER_ARTIFACTS_KEY"]).read_bytes()
     run_id = os.environ["CRATEKEEPER_RUN_ID"]
@@ -139,11 +175,7 @@ def main() -> int:
         return 0
     data = pack_tree(base)
     if len(data) > MAX_PACKED:
-        print(
-            f"cratekeeper: artifacts/blocks/ packs to {len(data)} bytes, over the {MAX_PACKED} "
-            "bytes cratekeeper keeps; not brought back",
-            file=sys.stderr,
-        )
+        print(too_large_line(len(data), _largest(base)), file=sys.stderr)
         return 0
     sys.stdout.write("\n".join(seal(data, key, run_id)) + "\n")
     sys.stdout.flush()

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from controller.api.spec import WorkspaceSpec
-from controller.errors import KubeAlreadyExistsError, KubeError, RunError
+from controller.errors import ArtifactsError, KubeAlreadyExistsError, KubeError, RunError
 from controller.kube import Job, Kube
 from controller.runners.base import (
     ActionRequest,
@@ -161,7 +162,9 @@ class KubernetesRunner:
     ) -> RunResult:
         """Create (or adopt) the run's Job, follow it, and read its result and log tail.
 
-        A failing, timed-out or vanished run is a :class:`RunResult`, not an exception. Problems
+        A failing, timed-out or vanished run is a :class:`RunResult`, not an exception; so is
+        a run whose artifacts did not come back (over the bound, lost, refused: ``failed``,
+        with an :class:`~controller.errors.ArtifactsError` as its ``error``). Problems
         of the infrastructure raise :class:`~controller.errors.RunError` subclasses only, never
         the ``kubernetes`` client's exceptions:
 
@@ -209,11 +212,18 @@ class KubernetesRunner:
                 )
         events = parse_events(message)
         kept = await bring_back(
-            self._kube, self._namespace, name, request, sealed, events.artifacts_written
+            self._kube, self._namespace, name, request, sealed, events.artifacts_written, tail.lines
         )
-        for note in [*notes, kept] if kept else notes:
+        lost = kept if isinstance(kept, ArtifactsError) else None
+        if kept is not None:
+            notes.append(f"cratekeeper: {kept}" if lost else str(kept))
+        for note in notes:
             tail.add(note)
-        return RunResult.ended(status, events, tail, started, exit_code, name)
+        result = RunResult.ended(status, events, tail, started, exit_code, name)
+        if lost is not None and result.succeeded:
+            # As the local runner's: later runs would miss what this one wrote (DESIGN §2).
+            return replace(result, status="failed", failure_reason=str(lost), error=lost)
+        return result
 
     def workspace_object(self, request: ActionRequest) -> str:
         """The Workspace object the runs belong to: the ``cratekeeper.dev/workspace`` label the
