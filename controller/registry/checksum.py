@@ -8,7 +8,7 @@ sorted by name, a directory before its contents), and for every entry below the 
 relative to the root with a leading ``/`` (``strings.TrimPrefix(path, root)``), followed for a
 file by its bytes, all into one MD5, hex-encoded. hashdir's source was not at hand when this was
 written; the byte layout is our reading of its documentation (docs/block-artifacts.md says how
-to check it against ``polycrate checksum``).
+to check it against ``polycrate checksum``), which is why a pull only compares it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import stat
 from collections.abc import Collection
 from pathlib import Path, PurePosixPath
 
-from controller.errors import DigestMismatchError
+from controller.errors import RegistryError
 
 ALGORITHM = "md5"
 _CHUNK = 1024 * 1024
@@ -55,7 +55,7 @@ def _walk(
             _walk(path, entry, digest, only)
             continue
         if path.is_dir():  # a symlink to a directory: Go's os.Open + io.Copy fails on it
-            raise DigestMismatchError(
+            raise RegistryError(
                 f"block entry {child.lstrip('/')} is a symlink to a directory; the Polycrate "
                 "checksum cannot be computed over it"
             )
@@ -64,7 +64,7 @@ def _walk(
                 while chunk := handle.read(_CHUNK):
                     digest.update(chunk)
         except OSError as exc:
-            raise DigestMismatchError(
+            raise RegistryError(
                 f"block entry {child.lstrip('/')} cannot be read for the Polycrate checksum "
                 f"({exc.strerror})"
             ) from None
