@@ -1,7 +1,7 @@
 """What the scale benchmark runs against: real servers on 127.0.0.1, made once per run.
 
 - a local OCI registry (Debian's docker-registry) holding two trivial blocks: ``noop`` (one
-  ``meta: noop`` task) and ``slow`` (sleeps, to hold a run slot);
+  ``meta: noop`` task) and ``slow`` (sleeps ``HOLD`` seconds, to hold a run slot);
 - ``git daemon`` serving one bare repository per Workspace (``git://127.0.0.1:PORT/ws-N``);
 - the emulated Kubernetes API (in this process's thread, so its CPU is not the operator's),
   holding the Workspaces and serving as every workspace's target cluster;
@@ -40,9 +40,10 @@ PLAY = """\
   tasks:
 {task}
 """
+HOLD = 90.0  # seconds a ``slow`` run holds its run slot: longer than the busy-slot samples take
 TASKS = {
     "noop": "    - ansible.builtin.meta: noop\n",
-    "slow": "    - ansible.builtin.command: sleep 45\n      changed_when: false\n",
+    "slow": f"    - ansible.builtin.command: sleep {HOLD:.0f}\n      changed_when: false\n",
 }
 
 

@@ -13,27 +13,22 @@ Kubernetes API (this process). Printed as Markdown (copy into bench/README.md):
 - per N: time until all are Ready from a seeded status (the applied commit already recorded)
   and from first apply (every block runs); operator peak RSS; operator CPU per idle minute at a
   30 s interval (measured) and at 5 m (the idle baseline measured between sweeps plus a fifth
-  of one sweep); Kubernetes API writes per idle sweep; git processes per check; webhook → run
-  started p50/p95 with free run slots, and webhook → check started p50/p95 while long runs hold
-  every run slot.
+  of one sweep); Kubernetes API writes per idle sweep; git processes per check; the webhook
+  rows of ``webhooks.py``: run started with free run slots, and check started and queued while
+  slow runs hold every run slot.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
-import hmac
-import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
@@ -41,12 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fixture import Fixture
 from floors import floors
+from webhooks import SLOTS, TOKEN, busy_slots, condition, free_slots
 
 from controller.sandbox.kube import WORKSPACES
 from controller.sandbox.registry import free_port
-
-SLOTS = 4  # CRATEKEEPER_MAX_CONCURRENT_RUNS (the default)
-TOKEN = "bench-webhook-token"  # noqa: S105 -- a throwaway token for a loopback webhook
 
 
 class Operator:
@@ -97,11 +90,6 @@ class Operator:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         self.log.close()
-
-
-def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    conds = ((obj or {}).get("status") or {}).get("conditions") or []
-    return next((c for c in conds if c.get("type") == kind), {})
 
 
 def workspaces(fx: Fixture, namespace: str, repos: list[str], *, seeded: bool) -> None:
@@ -161,51 +149,6 @@ def until_ready(fx: Fixture, namespace: str, n: int, started: float, limit: floa
     return f"{ready}/{n} within {limit:.0f} s"
 
 
-def webhook(op: Operator, namespace: str, name: str) -> float:
-    body = json.dumps({"ref": "refs/heads/main"}).encode()
-    signature = hmac.new(TOKEN.encode(), body, hashlib.sha256).hexdigest()
-    sent = time.time()
-    answer = requests.post(
-        f"http://127.0.0.1:{op.webhook_port}/hook/{namespace}/{name}",
-        data=body,
-        headers={"X-Hub-Signature-256": f"sha256={signature}"},
-        timeout=10,
-    )
-    if answer.status_code != 202:
-        raise RuntimeError(f"webhook for {namespace}/{name}: HTTP {answer.status_code}")
-    return sent
-
-
-def run_started(fx: Fixture, namespace: str, name: str, sha: str, limit: float) -> float | None:
-    """When Reconciling=True for ``sha`` was seen (epoch seconds), None if not within limit."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        cond = condition(fx.api.get(WORKSPACES, name, namespace=namespace), "Reconciling")
-        if cond.get("status") == "True" and sha[:12] in cond.get("message", ""):
-            return time.time()
-        time.sleep(0.02)
-    return None
-
-
-def checked(fx: Fixture, repo: str, after: float, limit: float) -> float | None:
-    """When the operator's first git process for ``repo`` after ``after`` started."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        for when, args in fx.git_calls():
-            if when >= after and f"/{repo} " in f"{args} ":
-                return when
-        time.sleep(0.05)
-    return None
-
-
-def percentiles(samples: list[float]) -> str:
-    if not samples:
-        return "n/a"
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"p50 {statistics.median(ordered):.2f} s, p95 {p95:.2f} s (n={len(ordered)})"
-
-
 def until_checked(fx: Fixture, n: int, since: int, limit: float) -> None:
     """Wait until the operator has checked ``n`` repositories since git call ``since``."""
     deadline = time.monotonic() + limit
@@ -256,43 +199,11 @@ def scale(fx: Fixture, n: int, args: argparse.Namespace) -> list[list[str]]:
             ]
         )
 
-        samples = []
-        for i, repo in enumerate(repos[: min(args.webhooks, n)]):
-            sha = fx.push(repo, "noop", i + 1)
-            sent = webhook(op, namespace, repo)
-            seen = run_started(fx, namespace, repo, sha, 60)
-            if seen is not None:
-                samples.append(seen - sent)
-        rows.append([f"N={n}: webhook → run started, free run slots", percentiles(samples)])
-
-        busy = repos[-SLOTS:] if n > SLOTS + args.webhooks else []
-        if busy:
-            shas = {repo: fx.push(repo, "slow", 100) for repo in busy}
-            for repo in busy:
-                webhook(op, namespace, repo)
-            holding = [run_started(fx, namespace, r, shas[r], 60) for r in busy]
-            if None in holding:
-                print(f"N={n}: not every slow run started; slots may be free", file=sys.stderr)
-            check_samples, start_samples = [], []
-            others = repos[args.webhooks : min(args.webhooks * 2, n - SLOTS)]  # not the busy
-            for i, repo in enumerate(others):
-                sha = fx.push(repo, "noop", 200 + i)
-                sent = webhook(op, namespace, repo)
-                seen = checked(fx, repo, sent, 20)
-                if seen is not None:
-                    check_samples.append(seen - sent)
-                started_at = run_started(fx, namespace, repo, sha, 1.0)
-                if started_at is not None:
-                    start_samples.append(started_at - sent)
-            rows.append(
-                [f"N={n}: webhook → check started, every run slot busy", percentiles(check_samples)]
-            )
-            rows.append(
-                [
-                    f"N={n}: webhook → run started within 1 s, every run slot busy",
-                    f"{len(start_samples)}/{len(check_samples) or args.webhooks}",
-                ]
-            )
+        port, label = op.webhook_port, f"N={n}"
+        rows += free_slots(fx, port, namespace, repos[: min(args.webhooks, n)], label)
+        if n > SLOTS + args.webhooks:  # the busy ones, then others: not the free-slot samples
+            others = repos[args.webhooks : min(args.webhooks * 2, n - SLOTS)]
+            rows += busy_slots(fx, port, namespace, repos[-SLOTS:], others, label)
         rows.append([f"N={n}: operator peak RSS", f"{op.peak_rss_mib():.0f} MiB"])
     finally:
         op.stop()
