@@ -131,6 +131,33 @@ def test_run_script_seals_the_artifacts_so_the_log_holds_only_ciphertext(tmp_pat
     assert sealed.MAX_PACKED == MAX_PACKED
 
 
+def test_run_script_counts_a_file_the_action_writes_at_once(tmp_path: Path) -> None:
+    """A file written in the same file-clock tick as the script's mark is still counted (it
+    was missed about half the time): twenty runs, each writing one file first thing."""
+    for attempt in range(20):
+        run = tmp_path / str(attempt)
+        (run / "artifacts").mkdir(parents=True)
+        env = dict(
+            os.environ,
+            CRATEKEEPER_ARTIFACTS_DIR=str(run / "artifacts"),
+            CRATEKEEPER_EVENTS_FILE=str(run / "events.jsonl"),
+            CRATEKEEPER_TERMINATION_LOG=str(run / "termination-log"),
+        )
+        action = 'touch "$CRATEKEEPER_ARTIFACTS_DIR/inventory.yml"'
+        subprocess.run(
+            ["/bin/sh", "-c", RUN_SCRIPT, "cratekeeper-run", "/bin/sh", "-c", action],
+            env=env,
+            check=True,
+        )
+        message = (run / "termination-log").read_text()
+        assert message == '{"event": "artifacts", "written": 1}\n', f"run {attempt}: {message!r}"
+        assert sorted(p.name for p in run.iterdir()) == [
+            "artifacts",
+            "events.jsonl.start",
+            "termination-log",
+        ]
+
+
 def _sealed_log(tree: Path, key: bytes, run_id: str) -> bytes:
     (tree / "app").mkdir(parents=True)
     (tree / "app" / "inventory.yml").write_text(INVENTORY)

@@ -42,11 +42,21 @@ PATHS = RunPaths(
 # artifacts/blocks/ tree sealed (controller/runners/sealed.py, run with ansible-playbook's own
 # Python, which has `cryptography`) for the runner to bring back; and exits with the action's
 # code.
-# Only sh, grep, head, tail, find, wc, sed and Ansible's Python are needed, so any Ansible
-# execution image will do.
+# Only sh, grep, head, tail, find, wc, sed, sleep and Ansible's Python are needed, so any
+# Ansible execution image will do.
+# File mtimes advance in clock ticks of a few milliseconds (a second on some file systems), and
+# `find -newer` skips a file written in the same tick as "$start": so the script waits, before
+# the action, until a probe written after "$start" is newer than it (at most ~2 s, then it
+# goes on: a count that may miss a file beats a run that never starts).
 RUN_SCRIPT = """\
 start="$CRATEKEEPER_EVENTS_FILE.start"
 : > "$start"
+tick=0
+until : > "$start.tick" && [ "$start.tick" -nt "$start" ] || [ "$tick" -ge 200 ]; do
+  sleep 0.01 2>/dev/null || sleep 1
+  tick=$((tick + 1))
+done
+rm -f "$start.tick"
 "$@"
 rc=$?
 {
