@@ -141,7 +141,7 @@ def bench_git_check(rows: list[list[str]], work: Path) -> None:
             "check of an unmoved branch (warm cache)",
             f"{median:.1f}",
             f"{best:.1f}",
-            f"{per_check} git processes; network: {', '.join(network)}",
+            f"{per_check} git process{'es' * (per_check != 1)}; network: {', '.join(network)}",
         ]
     )
 
