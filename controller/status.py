@@ -80,6 +80,9 @@ class ReconcileOutcome:
     """Every block ran again because a person asked (not a change in Git)."""
     correction: bool = False
     """The drifted blocks ran again at the applied revision (``spec.drift.correct``)."""
+    notes: Sequence[str] = ()
+    """What a person should know about the removals (an uninstall that could not run, why
+    one failed): added to the history entry's message, and to Ready's when it applied."""
 
     @property
     def succeeded(self) -> bool:
@@ -207,6 +210,7 @@ def conditions_after(
     if failed is None:
         short = (status.last_applied_revision if outcome.up_to_date else outcome.revision) or ""
         message = f"Applied revision {short[:12] or outcome.revision[:12]}"
+        message = "; ".join([message, *outcome.notes])
         conds = set_condition(conds, "Ready", "True", "Succeeded", message, now, generation)
         conds = set_condition(conds, "Stalled", "False", APPLIED, message, now, generation)
     else:
@@ -310,7 +314,7 @@ def _entry(outcome: ReconcileOutcome) -> HistoryEntry:
     message = (
         str(outcome.error)
         if outcome.error
-        else "; ".join(r.message for r in outcome.runs if r.message)
+        else "; ".join([*(r.message for r in outcome.runs if r.message), *outcome.notes])
     )
     return HistoryEntry(
         revision=outcome.revision,

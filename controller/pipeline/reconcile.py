@@ -8,7 +8,8 @@ Every planned run is prepared before the first one starts (registry blocks pulle
 found, prompts refused unless allowed, script templates rendered), so a workspace that cannot
 run fails before it changes anything. Runs then go in plan order; the first failure stops the
 rest (unless the selected workflow has ``allow_failure``). Kept artifacts are laid back into
-the export before the first run and saved after each successful one.
+the export before the first run and saved after each successful one. Once every run has
+succeeded, blocks that left the workspace run their ``uninstall`` (:mod:`.removed`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncio
 import logging
 import tempfile
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,41 +26,24 @@ from typing import Any
 
 from controller.api.status import WorkspaceStatus
 from controller.errors import CratekeeperError, InternalError, WorkspaceError
-from controller.pipeline.runs import (
-    MissingActionError,
-    Prepared,
-    Shared,
-    failed,
-    prepare,
-    run_prepared,
-)
-from controller.plan import AppliedBlock, Plan, Run, SecretConfigs, plan
-from controller.refs import BlockRef
+from controller.pipeline.loading import lay_back, load_secrets
+from controller.pipeline.removed import Removals, uninstall_removed
+from controller.pipeline.runs import Prepared, Shared, failed, prepare, run_prepared
+from controller.plan import Plan, SecretConfigs, plan
 from controller.registry import RegistryClient
-from controller.runners.artifacts import ArtifactStore, pack, unpack
+from controller.runners.artifacts import ArtifactStore, pack
 from controller.runners.base import OutputHandler, Runner
-from controller.secrets import AgeKeys, config_hash_key, read_kubeconfig, read_secrets_poly
-from controller.source import GitTree, Revision
+from controller.secrets import AgeKeys, config_hash_key, read_kubeconfig
+from controller.source import Revision
 from controller.source.applied import (  # re-exported: callers import them from here too
     previous_revision as previous_revision,
 )
 from controller.source.applied import ref_label as ref_label
 from controller.status import ReconcileOutcome, RunOutcome, applied_blocks, is_applied
-from controller.tree import Tree
-from controller.workspace import (
-    BlockInstance,
-    SecretsFile,
-    Workspace,
-    WorkspaceFile,
-    load_workspace,
-    parse_secrets,
-    read_workspace,
-    resolve_file,
-)
+from controller.workspace import Workspace, read_workspace
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
-UNINSTALL = "uninstall"
 
 
 @dataclass(frozen=True)
@@ -225,16 +209,13 @@ async def _reconcile(
             workflow=ctx.workflow,
             workspace_secrets=found.config if found else {},
         )
-        runs, removed_failed = await _execute(the_plan, shared, ctx, revision, status)
-    return outcome(runs=runs, removed=the_plan.removed, removed_failed=tuple(removed_failed))
-
-
-async def lay_back(store: ArtifactStore | None, root: Path, progress: Progress) -> None:
-    """The Workspace's kept artifacts back into the export, before any run."""
-    data = await store.load() if store is not None else None
-    if data:
-        files = await asyncio.to_thread(unpack, data, root)
-        progress(f"laid back {len(files)} kept artifact file(s) under artifacts/blocks/")
+        runs, removals = await _execute(the_plan, shared, ctx, revision, status)
+    return outcome(
+        runs=runs,
+        removed=the_plan.removed,
+        removed_failed=removals.failed,
+        notes=removals.notes,
+    )
 
 
 async def _keep(ran: RunOutcome, store: ArtifactStore | None, shared: Shared) -> RunOutcome:
@@ -268,11 +249,13 @@ async def _execute(
     ctx: PipelineContext,
     revision: Revision,
     status: WorkspaceStatus,
-) -> tuple[list[RunOutcome], list[str]]:
-    """Runs in plan order; the first failure stops the rest (a workflow may allow failure)."""
+) -> tuple[list[RunOutcome], Removals]:
+    """Runs in plan order; the first failure stops the rest (a workflow may allow failure);
+    once all succeeded, the removed blocks' uninstalls (:mod:`.removed`)."""
     ready = await _prepare_all(shared, the_plan)
+    not_run = Removals(tuple(a.name for a in the_plan.removed))
     if isinstance(ready, RunOutcome):
-        return [ready], [a.name for a in the_plan.removed]
+        return [ready], not_run
     workflow = shared.ws.file.workflow(ctx.workflow) if ctx.workflow else None
     go_on = bool(workflow and workflow.allow_failure)
     done: list[RunOutcome] = []
@@ -280,99 +263,12 @@ async def _execute(
         ran = await _keep(await run_prepared(shared, prepared), ctx.artifacts, shared)
         done.append(ran)
         if not ran.succeeded and not go_on:
-            return done, [a.name for a in the_plan.removed]
+            return done, not_run
     if not all(r.succeeded for r in done):
-        return done, [a.name for a in the_plan.removed]
-    failed_removals = []
-    if the_plan.removed:
-        previous, secrets = await asyncio.to_thread(_previous_workspace, revision, status, ctx.keys)
-        for gone in the_plan.removed:
-            config = _instance_config(previous, gone.name)
-            secret = secrets.block_config(gone.name) if secrets else {}
-            if not await _uninstall(gone, config, secret, shared):
-                failed_removals.append(gone.name)
-    return done, failed_removals
-
-
-def load_secrets(tree: Tree, ws: WorkspaceFile, keys: AgeKeys) -> SecretsFile | None:
-    """The workspace's secrets.poly (``secrets.poly.age`` decrypted in memory), if it has one."""
-    found = read_secrets_poly(tree, keys)
-    if found is None:
-        return None
-    file, text = found
-    return parse_secrets(text, file, ws)
-
-
-def _previous_workspace(
-    revision: Revision, status: WorkspaceStatus, keys: AgeKeys
-) -> tuple[WorkspaceFile | None, SecretsFile | None]:
-    """The workspace and its secrets as last applied (for a removed block's config), if Git
-    still has them."""
-    if not status.last_applied_revision:
-        return None, None
-    tree = revision.tree
-    old = GitTree(tree.git_dir, status.last_applied_revision, tree.subpath)
-    try:
-        ws = load_workspace(old)
-    except CratekeeperError:
-        return None, None
-    try:
-        return ws, load_secrets(old, ws, keys)
-    except CratekeeperError:
-        return ws, None
-
-
-def _instance_config(ws: WorkspaceFile | None, name: str) -> dict[str, Any]:
-    instance = next((b for b in ws.blocks if b.name == name), None) if ws else None
-    return dict(instance.config) if instance else {}
-
-
-async def _uninstall(
-    gone: AppliedBlock, config: Mapping[str, Any], secret: Mapping[str, Any], shared: Shared
-) -> bool:
-    """Run a removed registry block's ``uninstall`` action when it has one; True when done.
-
-    A removed local or inline block left the repository with its code: nothing is run."""
-    try:
-        BlockRef.parse(gone.from_)
-    except ValueError:
-        shared.progress(f"{gone.name} was removed (a local or inline block): nothing to run")
-        return True
-    alone = WorkspaceFile(
-        name=shared.ws.name,
-        organization=shared.ws.organization,
-        blocks=[
-            BlockInstance.model_validate({"name": gone.name, "from": gone.from_, "config": config})
-        ],
+        return done, not_run
+    if not the_plan.removed:
+        return done, Removals()
+    removals = await uninstall_removed(
+        the_plan.removed, shared, revision.tree, status, ctx.keys, ctx.artifacts, ctx.work_dir
     )
-    ws = resolve_file(alone)
-    (block,) = ws.blocks
-    run = Run(
-        gone.name, UNINSTALL, gone.from_, gone.from_, "version", False, block, "", gone.digest
-    )
-    mini = Shared(
-        ws=ws,
-        root=shared.root,
-        revision=shared.revision,
-        kubeconfig=shared.kubeconfig,
-        secrets=SecretConfigs({gone.name: secret} if secret else {}, b""),
-        runner=shared.runner,
-        registry=shared.registry,
-        progress=shared.progress,
-        unexpected=unexpected,
-        timeout=shared.timeout,
-        on_output=shared.on_output,
-        allow_prompted=shared.allow_prompted,
-    )
-    try:
-        prepared = await prepare(mini, run)
-    except MissingActionError:
-        shared.progress(f"{gone.name} was removed; its block has no uninstall action")
-        return True
-    except CratekeeperError as exc:
-        shared.progress(f"{gone.name} was removed; cannot uninstall it: {exc}")
-        return False
-    shared.progress(f"{gone.name} was removed: running uninstall of {gone.from_}")
-    ran = await run_prepared(mini, prepared)
-    shared.progress(f"{gone.name} uninstall: {ran.status}")
-    return ran.succeeded
+    return done, removals
