@@ -18,6 +18,7 @@ import pytest
 from controller.api.spec import WorkspaceSpec
 from controller.errors import CratekeeperError, KubeError, RunError
 from controller.kube import Kube
+from controller.refs import BlockRef
 from controller.runners.events import parse_events
 from controller.runners.kubernetes import (
     LABEL_WORKSPACE,
@@ -28,11 +29,13 @@ from controller.runners.kubernetes import (
 )
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.kube_runner import (
+    DIGEST,
     IMAGE,
     JOBS,
     KUBECONFIG,
     OPTIONS,
     PREPARE_IMAGE,
+    REF,
     SECRETS,
     SOURCE,
     STATS,
@@ -461,3 +464,15 @@ async def test_an_earlier_job_left_suspended_is_deleted_not_waited_for(
     job = kube_emulator.get(JOBS, old_name, namespace=namespace)
     assert job is None or job["metadata"].get("deletionTimestamp")
     task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_tag_pin_runs_the_digest_the_pipeline_pulled(
+    kube_emulator: KubeEmulator, kube: Kube, namespace: str, tmp_path: Path, run_task: list[Any]
+) -> None:
+    tag_only = BlockRef.parse(str(REF).split("@")[0])
+    request = make_request(tmp_path, ref=tag_only, digest=DIGEST)
+    start(run_task, runner_for(kube, namespace), request)
+    job = await running_job(kube_emulator, namespace, run_name(request, namespace))
+    args = job["spec"]["template"]["spec"]["initContainers"][0]["args"]
+    assert args[args.index("--block") + 1] == f"{tag_only}@{DIGEST}"

@@ -199,6 +199,7 @@ def request(shared: Shared, prepared: Prepared) -> ActionRequest:
         artifacts=prepared.view.artifacts,
         timeout=shared.timeout,
         secrets=shared.hidden,
+        digest=prepared.digest if prepared.run.ref is not None else None,
     )
 
 

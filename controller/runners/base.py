@@ -121,6 +121,9 @@ class ActionRequest:
     check: bool = False
     """Ansible check mode (``--check --diff``): report what would change, change nothing
     (drift detection, previews). Only a playbook action has such a mode."""
+    digest: str | None = None
+    """A registry block's manifest digest as the pipeline pulled it, when ``ref`` pins none
+    (a tag): the kubernetes runner's pod pulls exactly that."""
 
     def __post_init__(self) -> None:
         if (self.playbook is None) == (not self.has_script):

@@ -178,6 +178,9 @@ class KubernetesRunner:
           a Job of the run's name exists that cratekeeper did not make for this commit; the Job
           keeps changing under us; an earlier Job stays in deletion past ``delete_timeout``.
         """
+        if request.ref is not None and request.ref.digest is None and request.digest:
+            # A tag pin: the pod pulls the digest the pipeline pulled, not what the tag is now.
+            request = replace(request, ref=replace(request.ref, digest=request.digest))
         if request.ref is not None and request.ref.digest is None:
             raise RunError(
                 f"block {request.ref} has no digest; the kubernetes runner pulls blocks by digest "
