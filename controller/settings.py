@@ -220,3 +220,15 @@ def load_settings(**overrides: object) -> Settings:
             for err in exc.errors(include_url=False)
         )
         raise SettingsError(f"invalid settings: {problems}") from None
+
+
+def env_names() -> list[str]:
+    """The environment variables of the settings that are not secrets, lowercased (as
+    pydantic-settings matches them: case-insensitively): what a reconcile with nothing to do
+    compares with the last full one instead of validating them again (controller.cli.noop).
+    Secrets (``repr=False``) are left out: they cannot fail validation, and no digest of a
+    secret is kept."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    return [
+        f"{prefix}{name}".lower() for name, field in Settings.model_fields.items() if field.repr
+    ]

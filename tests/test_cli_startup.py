@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,14 @@ from controller.cli import COMMANDS, MODULES
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("kopf", "kubernetes", "docker", "aiohttp", "ansible", "kmock")
 """Third-party packages no file-level command needs (the operator's and the demo's)."""
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+users: [{name: u, user: {token: not-a-secret}}]
+"""
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "T",
     "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -77,28 +84,47 @@ def test_help_of_a_command_imports_only_its_module(command: str) -> None:
     assert not modules & others
 
 
-def test_reconcile_with_nothing_to_do_imports_no_pipeline_registry_or_runner(
+def test_reconcile_with_nothing_to_do_imports_no_pydantic_settings_pipeline_or_runner(
     tmp_path: Path,
 ) -> None:
     repo = tmp_path / "repo"
     (repo / "artifacts" / "secrets").mkdir(parents=True)
-    (repo / "workspace.poly").write_text("name: w\nblocks: []\n")
+    (repo / "artifacts" / "secrets" / "kubeconfig.yml").write_text(KUBECONFIG)
+    (repo / "workspace.poly").write_text("name: acme-w\nblocks: []\n")
     env = {**os.environ, **GIT_ENV}
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "one"]):
         subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
-    sha = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
-    ).stdout.strip()
     state = tmp_path / "state.json"
-    state.write_text(json.dumps({"lastAppliedRevision": sha, "lastAppliedRef": "branch:main"}))
-    modules = imported_by(
-        "reconcile",
-        f"file://{repo}",
-        "--state",
-        str(state),
-        env={"CRATEKEEPER_CACHE_DIR": str(tmp_path / "cache")},
-    )
-    assert top_level(modules) & {*HEAVY, "requests", "urllib3", "yaml"} == set()
-    heavy = ("controller.pipeline", "controller.registry", "controller.runners", "controller.plan")
-    assert {m for m in modules if m.startswith(heavy)} == set()
-    assert json.loads(state.read_text())["lastAppliedRevision"] == sha
+    reconcile = ("reconcile", f"file://{repo}", "--state", str(state))
+    cache = {"CRATEKEEPER_CACHE_DIR": str(tmp_path / "cache")}
+    first = imported_by(*reconcile, env=cache)  # applies: the full path
+    applied = state.read_bytes()
+
+    modules = imported_by(*reconcile, env=cache)
+
+    assert {"pydantic", "controller.settings", "controller.pipeline"} <= first
+    heavy = {*HEAVY, "requests", "urllib3", "yaml", "pydantic", "pydantic_core", "pyrage"}
+    assert top_level(modules) & heavy == set()
+    light = ("controller.cli.noop", "controller.source.lsremote")
+    assert {m for m in modules if m.startswith("controller.")} - {*light} <= {
+        "controller.cli",
+        "controller.cli.applying",
+        "controller.cli.flags",
+        "controller.errors",
+        "controller.source",
+        "controller.source.cache",
+        "controller.source.classify",
+        "controller.source.gitcmd",
+        "controller.source.model",
+        "controller.source.remote",
+    }
+    assert state.read_bytes() == applied
+
+
+def test_the_source_package_names_each_public_name_s_module() -> None:
+    import controller.source as source
+
+    assert sorted(source.__all__) == sorted(source._HOMES)
+    for name in source.__all__:
+        home = importlib.import_module(f"controller.source.{source._HOMES[name]}")
+        assert getattr(source, name) is getattr(home, name)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.changelog import between, parse_changelog
-from controller.cli.applying import _registry, _runner, _settings
+from controller.cli.configured import registry_for, runner_for, settings_for
 from controller.drift import BlockDrift, check_blocks
 from controller.pipeline import PipelineContext
 from controller.plan import Plan
@@ -37,11 +37,11 @@ def _version(pin: str | None) -> str | None:
 def run_preview(args: argparse.Namespace, result: Plan) -> tuple[list[dict[str, Any]], bool]:
     """Every planned run in check mode: one JSON-ready entry per block, and whether all could
     be checked (False: the command exits 1)."""
-    settings = _settings(args)
+    settings = settings_for(args)
     revision = local_revision(Path(args.path), args.head, args.subpath)
     ctx = PipelineContext(
-        runner=_runner(settings),
-        registry=_registry(args, settings),
+        runner=runner_for(settings),
+        registry=registry_for(args, settings),
         keys=AgeKeys.from_sources(
             settings.age_identity_file, settings.age_identity, settings.age_passphrase
         ),

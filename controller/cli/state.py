@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from controller.api.status import WorkspaceStatus, salvage_status
-from controller.errors import CratekeeperError, StatusUnreadableError
+from controller.errors import StatusUnreadableError
 
 
 def load_state(path: Path) -> WorkspaceStatus:
@@ -42,31 +40,15 @@ def load_state(path: Path) -> WorkspaceStatus:
     return salvaged.status
 
 
-def save_state(path: Path, state: WorkspaceStatus) -> None:
-    """Write atomically: a crash mid-write never leaves half a state file."""
+def save_state(path: Path, state: WorkspaceStatus) -> bytes:
+    """Write ``state`` atomically (a crash mid-write never leaves half a state file), and only
+    when that changes the file: a reconcile with nothing to do leaves it untouched. The bytes
+    the file holds now."""
+    data = (json.dumps(state.dump(), indent=2) + "\n").encode()
+    with contextlib.suppress(OSError):  # no file yet (or unreadable): write it
+        if path.read_bytes() == data:
+            return data
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state.dump(), indent=2) + "\n")
+    tmp.write_bytes(data)
     tmp.replace(path)
-
-
-@contextlib.contextmanager
-def exclusive(state_path: Path) -> Iterator[None]:
-    """One reconcile per state file at a time: a second one fails instead of running twice."""
-    lock = state_path.with_name(state_path.name + ".lock")
-    if state_path.is_dir():
-        raise CratekeeperError(f"--state {state_path} is a directory; give a file path")
-    try:
-        handle = lock.open("a")
-    except OSError as exc:
-        raise CratekeeperError(
-            f"cannot use the state file {state_path}: {exc.strerror}; "
-            "give --state a path in an existing, writable directory"
-        ) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CratekeeperError(
-                f"another cratekeeper reconcile is using {state_path}; wait for it to finish"
-            ) from None
-        yield
+    return data

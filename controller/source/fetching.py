@@ -22,6 +22,7 @@ from controller.errors import (
 )
 from controller.source import checked, gitcmd
 from controller.source.cache import cache_repo, locked
+from controller.source.lsremote import ls_remote
 from controller.source.model import GitAuth, GitRef, RefKind
 from controller.source.remote import Remote
 from controller.source.revision import (
@@ -75,7 +76,7 @@ def _fetch_locked(
 ) -> Revision:
     """:func:`fetch`, holding the cache repository's lock."""
     subpath = normalise_subpath(subpath)
-    sha = ref.name if ref.kind is RefKind.COMMIT else _ls_remote(remote, git_dir, ref)
+    sha = ref.name if ref.kind is RefKind.COMMIT else ls_remote(remote, git_dir, ref)
     if previous in (None, sha):  # no ancestry to check: the ref's last resolution may do
         known = checked.recall(git_dir, ref.remote_name, sha, subpath)
         if known is not None:
@@ -114,25 +115,6 @@ def _fetch_locked(
     revision = read_revision(git_dir, sha, subpath, where=remote.display)
     checked.remember(git_dir, ref.remote_name, revision)
     return revision
-
-
-def _ls_remote(remote: Remote, git_dir: Path, ref: GitRef) -> str:
-    """The commit ``ref`` points at on the remote: the one network round trip of a check."""
-    # A tag's pattern does not match its peeled line (``refs/tags/v1^{}``): ask for both, so
-    # an annotated tag resolves to its commit without a local lookup.
-    names = [ref.remote_name] + ([f"{ref.remote_name}^{{}}"] if ref.kind is RefKind.TAG else [])
-    out = remote.git(git_dir, ["ls-remote", "--end-of-options", remote.url, *names])
-    found: dict[str, str] = {}
-    for line in out.decode().splitlines():
-        oid, _, name = line.partition("\t")
-        found[name] = oid
-    sha = found.get(f"{ref.remote_name}^{{}}") or found.get(ref.remote_name)
-    if sha is None:
-        raise GitRefNotFoundError(
-            f"{ref} not found in {remote.display}; check spec.source.ref "
-            f"(`git ls-remote {remote.display}` lists what exists)"
-        )
-    return sha
 
 
 def _fetch_commit(remote: Remote, git_dir: Path, sha: str) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from controller.errors import GitAuthError, GitTimeoutError, GitUnreachableError
-from controller.secrets import write_private
 from controller.source import gitcmd
 from controller.source.classify import classify, redact
 from controller.source.model import GitAuth
@@ -50,6 +49,8 @@ class Remote:
             # never in argv, the environment, or a URL written into the cache's config.
             password_file = auth.password_file
             if password and not password_file:  # from the URL: a private file, like the rest
+                from controller.secrets import write_private  # (and pyrage): only when needed
+
                 password_file = write_private(scratch() / "password", password.encode())
             env["CRATEKEEPER_GIT_USERNAME_FILE"] = str(auth.username_file or "")
             env["CRATEKEEPER_GIT_PASSWORD_FILE"] = str(password_file or "")
@@ -133,6 +134,8 @@ def _private_copy(identity: Path, scratch: Callable[[], Path]) -> Path:
         ) from None
     if data.endswith(b"\n") and info.st_uid == os.geteuid() and not info.st_mode & 0o077:
         return identity
+    from controller.secrets import write_private  # (and pyrage): only for a copy
+
     return write_private(scratch() / "identity", data if data.endswith(b"\n") else data + b"\n")
 
 
