@@ -35,6 +35,7 @@ from controller.pipeline.runs import MissingActionError, Shared, prepare, run_pr
 from controller.plan import AppliedBlock, Run, SecretConfigs, content_digest
 from controller.refs import BlockRef
 from controller.runners.artifacts import ArtifactStore
+from controller.runners.base import redact
 from controller.secrets import AgeKeys
 from controller.source import GitTree
 from controller.source.revision import has_commit
@@ -268,8 +269,8 @@ async def _run(
     except MissingActionError:
         shared.progress(f"{gone.name} was removed; its block has no uninstall action")
         return True, ""
-    except CratekeeperError as exc:
-        return False, f"{gone.name} was removed; cannot uninstall it: {exc}"
+    except CratekeeperError as exc:  # a pull, a prompt, a template: it may quote a secret
+        return False, redact(f"{gone.name} was removed; cannot uninstall it: {exc}", shared.hidden)
     shared.progress(f"{gone.name} was removed: running its uninstall {where}")
     ran = await run_prepared(shared, prepared)
     shared.progress(f"{gone.name} uninstall: {ran.status}")
