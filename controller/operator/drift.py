@@ -32,13 +32,12 @@ from controller.operator.shared import Shared
 from controller.operator.wiring import SlottedRunner, registry_client
 from controller.operator.writer import StatusWriter
 from controller.pipeline import PipelineContext, reconcile, ref_label
-from controller.runners.base import ActionRequest
 from controller.source import Revision
 from controller.source.spec import git_ref
 from controller.status import failure, record
 
 
-async def _quiet(_: ActionRequest) -> None:
+async def _quiet(_: object) -> None:
     """A drift check announces no run start: it applies nothing."""
 
 

@@ -18,6 +18,17 @@ Event = tuple[EventType, str, str]
 """``(type, reason, message)``."""
 
 
+class Step(Protocol):
+    """A block's action about to run: a planned :class:`~controller.plan.Run` or the runner's
+    :class:`~controller.runners.base.ActionRequest`."""
+
+    @property
+    def block(self) -> str: ...
+
+    @property
+    def action(self) -> str: ...
+
+
 class EventSink(Protocol):
     """Posts a Kubernetes Event on the Workspace (Kopf's ``kopf.event`` in production)."""
 
@@ -32,11 +43,11 @@ def new_revision(revision: Revision) -> Event:
     )
 
 
-def run_queued(sha: str, request: ActionRequest) -> Event:
+def run_queued(sha: str, step: Step) -> Event:
     return (
         "Normal",
         "RunQueued",
-        f"revision {sha[:12]}: {request.block} {request.action} waits for a run slot",
+        f"revision {sha[:12]}: {step.block} {step.action} waits for a run slot",
     )
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from controller.api.spec import WorkspaceSpec
 from controller.errors import SettingsError
 from controller.kube import Kube
+from controller.operator.events import Step
+from controller.plan import Run
 from controller.registry import RegistryClient, RegistryOptions
 from controller.runners.base import ActionRequest, OutputHandler, Runner, RunResult
 from controller.runners.docker import DockerRunner
@@ -84,6 +86,7 @@ def registry_client(settings: Settings, docker_config: Path | None) -> RegistryC
 
 
 Announce = Callable[[ActionRequest], Awaitable[None]]
+AnnounceQueued = Callable[[Step], Awaitable[None]]
 
 
 class SlottedRunner:
@@ -91,23 +94,39 @@ class SlottedRunner:
 
     Only the run holds a slot (issue 10 point 8): Git checks, parsing, planning and pulls never
     wait behind other Workspaces' runs. Before the first run of the reconcile it announces
-    ``on_queued`` when every slot is taken (the run waits), and ``on_start`` once it has one.
+    ``on_queued`` once when every slot is taken (the run waits), and ``on_start`` once it has
+    one. :meth:`planned` (the pipeline's ``on_planned``) announces the wait as soon as the plan
+    has a run, so a push is seen queued without waiting for the export and the pulls, which
+    go on meanwhile and need no slot.
     """
 
     def __init__(
-        self, inner: Runner, slots: asyncio.Semaphore, on_queued: Announce, on_start: Announce
+        self,
+        inner: Runner,
+        slots: asyncio.Semaphore,
+        on_queued: AnnounceQueued,
+        on_start: Announce,
     ) -> None:
         self._inner = inner
         self._slots = slots
         self._on_queued = on_queued
         self._on_start = on_start
         self._started = False
+        self._queued = False
+
+    async def planned(self, run: Run) -> None:
+        """The plan has ``run`` first: say it waits when every slot is taken now."""
+        await self._queue(run)
+
+    async def _queue(self, step: Step) -> None:
+        if not self._started and not self._queued and self._slots.locked():
+            self._queued = True
+            await self._on_queued(step)
 
     async def run(
         self, request: ActionRequest, on_output: OutputHandler | None = None
     ) -> RunResult:
-        if not self._started and self._slots.locked():
-            await self._on_queued(request)
+        await self._queue(request)
         async with self._slots:
             if not self._started:
                 self._started = True

@@ -295,10 +295,10 @@ class WorkspaceWorker:
                 self._writer.forget_pending()
                 self._log(f"cannot record that {self.namespace}/{self.name} {what}: {exc}")
 
-        async def run_queued(request: ActionRequest) -> None:
-            """Every run slot is taken: say so at once (the check is done, the run waits)."""
+        async def run_queued(step: events.Step) -> None:
+            """Every run slot is taken: say so at once (checked and planned, the run waits)."""
             message = f"revision {revision.sha[:12]} waits for a run slot"
-            event = events.run_queued(revision.sha, request)
+            event = events.run_queued(revision.sha, step)
             await reconciling("Queued", message, event, "waits for a run slot")
 
         async def run_started(request: ActionRequest) -> None:
@@ -310,13 +310,15 @@ class WorkspaceWorker:
                 text = pending_description(request.block, request.pin)
                 shared.notifier.started(self.namespace, self.name, spec, revision.sha, text)
 
+        runner = SlottedRunner(
+            shared.runner_factory(self.namespace, self.name, spec),
+            shared.run_slots,
+            run_queued,
+            run_started,
+        )
         ctx = PipelineContext(
-            runner=SlottedRunner(
-                shared.runner_factory(self.namespace, self.name, spec),
-                shared.run_slots,
-                run_queued,
-                run_started,
-            ),
+            runner=runner,
+            on_planned=runner.planned,
             registry=registry_client(shared.settings, secrets.docker_config),
             keys=secrets.keys,
             action=spec.action,

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from controller.errors import CratekeeperError, InternalError, WorkspaceError
 from controller.pipeline.loading import lay_back, load_secrets
 from controller.pipeline.removed import Removals, uninstall_removed
 from controller.pipeline.runs import Prepared, Shared, failed, prepare, run_prepared
-from controller.plan import Plan, SecretConfigs, plan
+from controller.plan import Plan, Run, SecretConfigs, plan
 from controller.registry import RegistryClient
 from controller.runners.artifacts import ArtifactStore, pack
 from controller.runners.base import OutputHandler, Runner
@@ -44,6 +44,7 @@ from controller.workspace import Workspace, read_workspace
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
+Planned = Callable[[Run], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class PipelineContext:
     """Run every block of the revision again, applied or not (the re-apply request)."""
     correct: frozenset[str] = frozenset()
     """With ``reapply``: run only these blocks again, a drift correction (controller.drift)."""
+    on_planned: Planned | None = None
+    """Told the plan's first run as soon as the plan has one, before the export and the pulls
+    (the operator says at once that the run waits for a slot, when every slot is taken)."""
 
 
 def _now() -> datetime:
@@ -183,6 +187,8 @@ async def _reconcile(
     if the_plan.empty:
         progress(f"revision {revision.sha[:12]}: every block is up to date")
         return outcome()
+    if the_plan.runs and ctx.on_planned is not None:
+        await ctx.on_planned(the_plan.runs[0])
     if ctx.work_dir is not None:
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cratekeeper-ws-", dir=ctx.work_dir) as tmp:
