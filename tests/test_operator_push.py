@@ -1,4 +1,5 @@
-"""From a push to "Reconciling" fast (issue 11's webhook target): with every run slot busy a
+"""From a push to "Reconciling" fast (issue 11's webhook target): a signed push that names the
+Workspace's ref is fetched at once, without an ``ls-remote`` first; with every run slot busy a
 pushed revision is said to wait for a slot as soon as its plan has a run, before its export and
 pulls, which need no slot and go on meanwhile.
 
@@ -9,11 +10,16 @@ Kopf against the emulated API, real Git and registry; the runs are the recording
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
+import json
 import threading
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from controller.api.spec import REQUESTED_AT
@@ -35,8 +41,11 @@ from tests.test_operator import (
     workspace,
     workspace_poly,
 )
+from tests.test_source_cost import git_processes
+from tests.test_source_push import commands
 
-__all__ = ["app_block"]  # a module-scoped fixture of test_operator, used here
+__all__ = ["app_block", "git_processes"]  # fixtures of other test modules, used here
+TOKEN = "push-token"  # a throwaway webhook token
 
 
 @pytest.fixture
@@ -121,3 +130,64 @@ def test_a_queued_push_says_so_before_its_pull_and_the_pull_failing_is_still_rep
     asyncio.run(scenario())
     events = kube_emulator.list_objects("v1/events", namespace=namespace)
     assert sum(e.get("reason") == "RunQueued" for e in events) == 1
+
+
+async def push_webhook(port: int, namespace: str, name: str, event: dict[str, Any]) -> int:
+    """A GitHub-signed push webhook; the HTTP status of the answer."""
+    body = json.dumps(event).encode()
+    signature = hmac.new(TOKEN.encode(), body, hashlib.sha256).hexdigest()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}/hook/{namespace}/{name}",
+            data=body,
+            headers={"X-Hub-Signature-256": f"sha256={signature}"},
+        ) as answer,
+    ):
+        return answer.status
+
+
+def test_a_push_naming_the_workspaces_branch_is_fetched_without_an_ls_remote_first(
+    kube_emulator: KubeEmulator,
+    kubeconfig: Path,
+    namespace: str,
+    settings: Settings,
+    app_block: str,
+    tmp_path: Path,
+    git_processes: Path,
+) -> None:
+    pushed = Staging(GitRepo(tmp_path / "pushed"), app_block, f"{namespace}-pushed", kubeconfig)
+    token = base64.b64encode(TOKEN.encode()).decode()
+    kube_emulator.create(
+        "v1/secrets", {"metadata": {"name": "hook"}, "data": {"token": token}}, namespace
+    )
+    body = workspace("pushed", pushed.url, interval="1h")
+    body["metadata"]["annotations"] = {"cratekeeper.dev/webhook-secret": "hook"}
+    runner = RecordingRunner()
+
+    async def story(port: int) -> None:
+        kube_emulator.create(WORKSPACES, body, namespace)
+        await until_status(kube_emulator, namespace, "pushed", applied(pushed.head))
+        git_processes.write_text("")
+        bumped = pushed.pin("1.2.0")
+        assert await push_webhook(port, namespace, "pushed", {"ref": "refs/heads/main"}) == 202
+        await until_status(kube_emulator, namespace, "pushed", applied(bumped))
+        ran = commands(git_processes)
+        assert "ls-remote" not in ran and ran.count("fetch") == 1, ran
+
+        # A push for another branch (or a body without a ref): the usual one ls-remote.
+        git_processes.write_text("")
+        assert await push_webhook(port, namespace, "pushed", {"ref": "refs/heads/dev"}) == 202
+        for _ in range(200):
+            if "ls-remote" in commands(git_processes):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # anything after it would be logged by now
+        assert commands(git_processes) == ["ls-remote"]
+        assert len(runner.runs) == 2
+
+    async def scenario() -> None:
+        async with running(settings, kubeconfig, namespace, runner.factory) as operator:
+            await story(operator.bound["webhook"])
+
+    asyncio.run(scenario())

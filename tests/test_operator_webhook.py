@@ -45,7 +45,9 @@ class Lookups:
 @asynccontextmanager
 async def receiver(lookups: Lookups, **limits: Any) -> AsyncIterator[int]:
     runner = web.AppRunner(
-        webhook_app(lookups, lambda ns, name: True, **limits), access_log=None, handle_signals=False
+        webhook_app(lookups, lambda ns, name, ref: True, **limits),
+        access_log=None,
+        handle_signals=False,
     )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -125,8 +125,8 @@ class Operator:
             return await self.state.webhook_secret(namespace, name)
         return await self.relay.secret(namespace, name)  # a standby, or another shard's
 
-    def _trigger(self, namespace: str, name: str) -> bool:
-        return self.state.trigger(namespace, name) or self.relay.pass_on(namespace, name)
+    def _trigger(self, namespace: str, name: str, ref: str | None = None) -> bool:
+        return self.state.trigger(namespace, name, ref) or self.relay.pass_on(namespace, name)
 
     @contextlib.asynccontextmanager
     async def _servers(self) -> AsyncIterator[None]:

@@ -96,8 +96,9 @@ class OperatorState:
         if worker is not None:
             worker.observe(body)
 
-    def trigger(self, namespace: str, name: str) -> bool:
-        """Reconcile now (a webhook push); False when no worker serves that Workspace.
+    def trigger(self, namespace: str, name: str, ref: str | None = None) -> bool:
+        """Reconcile now (a webhook push, naming ``ref`` when its body did); False when no
+        worker serves that Workspace.
 
         Not forced: a push (to any branch) must not cut a failing revision's backoff short;
         a new commit supersedes the pending retry anyway (it is keyed on the commit).
@@ -105,7 +106,7 @@ class OperatorState:
         worker = self.workers.get((namespace, name))
         if worker is None:
             return False
-        worker.wake(force=False)
+        worker.pushed(ref)
         return True
 
     async def webhook_secret(self, namespace: str, name: str) -> bytes | None:

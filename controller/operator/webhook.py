@@ -7,6 +7,11 @@ The Workspace names its webhook Secret in the annotation ``cratekeeper.dev/webho
 - Gitea/Forgejo: ``X-Gitea-Signature: <hex HMAC-SHA256 of the body>``
 - GitLab: ``X-Gitlab-Token: <the token>``
 
+A signed push names its ref in the body (``"ref": "refs/heads/main"``, the same key in all
+three forges' push events): the receiver hands it on, so the check of a push for the
+Workspace's own ref can fetch at once, without an ``ls-remote`` first. A body without one wakes
+the Workspace all the same.
+
 Everything else (unknown Workspace, no Secret, wrong or missing signature, the Kubernetes API
 failing while the Secret is read) gets the same bare 404, so the endpoint tells an attacker
 nothing about which Workspaces exist.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -31,7 +37,8 @@ BODY_TIMEOUT = 10.0
 TOKEN_KEY = "token"  # noqa: S105 (a key name, not a secret)
 
 SecretLookup = Callable[[str, str], Awaitable[bytes | None]]
-Trigger = Callable[[str, str], bool]
+Trigger = Callable[[str, str, str | None], bool]
+"""``(namespace, name, pushed ref or None)`` → whether a worker (or the relay) took it."""
 
 
 def _hmac_hex(secret: bytes, body: bytes) -> str:
@@ -55,6 +62,16 @@ def verify(headers: Mapping[str, str], body: bytes, secret: bytes) -> bool:
     if gitlab is not None:
         return hmac.compare_digest(gitlab.encode(), secret)
     return False
+
+
+def pushed_ref(body: bytes) -> str | None:
+    """The ref a push event names (``refs/heads/…``, ``refs/tags/…``), if its body says."""
+    try:
+        event = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    ref = event.get("ref") if isinstance(event, dict) else None
+    return ref if isinstance(ref, str) and ref.startswith("refs/") else None
 
 
 def webhook_app(
@@ -83,7 +100,7 @@ def webhook_app(
         secret = await secret_of(namespace, name)
         if secret is None or not verify(request.headers, body, secret):
             return web.Response(status=404)
-        if not trigger(namespace, name):
+        if not trigger(namespace, name, pushed_ref(body)):
             return web.Response(status=404)
         return web.Response(status=202)
 

@@ -84,6 +84,7 @@ class WorkspaceWorker:
         )
         self._wake = asyncio.Event()
         self._forced = False
+        self._pushed_refs: set[str] = set()  # refs signed pushes named since the last fetch
         self._stopping = False
         self._retries = Retries(shared.config.backoff)
         self._drift = DriftWatch(namespace, name, shared, self._writer, log)
@@ -106,6 +107,13 @@ class WorkspaceWorker:
         """Reconcile now; ``force`` (a person asked) also skips a pending retry's backoff."""
         self._forced = self._forced or force
         self._wake.set()
+
+    def pushed(self, ref: str | None) -> None:
+        """A signed push (not forced); ``ref``: the ref it named, so that a push for ours is
+        fetched at once, without the ``ls-remote`` before (``fetch(moved=True)``)."""
+        if ref is not None:
+            self._pushed_refs.add(ref)
+        self.wake(force=False)
 
     def stop(self) -> None:
         """Finish the tick in progress (a run completes and is recorded), then exit."""
@@ -256,6 +264,9 @@ class WorkspaceWorker:
         source = spec.source
         settings = self._shared.settings
         check_fetchable(source.url, allow_local=settings.allow_local_sources)
+        # A push named our ref: it moved (most likely), so fetch without asking ls-remote first.
+        moved = git_ref(spec).remote_name in self._pushed_refs
+        self._pushed_refs.clear()
         async with self._shared.check_slots:  # never a run slot: checks do not queue behind runs
             return await asyncio.to_thread(
                 fetch,
@@ -267,6 +278,7 @@ class WorkspaceWorker:
                 subpath=source.path,
                 auth=git_auth,
                 previous=previous_revision(status, git_ref(spec)),
+                moved=moved,
             )
 
     async def _reconcile(

@@ -110,12 +110,12 @@ def has_commit(git_dir: Path, sha: str) -> bool:
 def is_ancestor(git_dir: Path, old: str, new: str) -> bool:
     """Whether ``old`` is an ancestor of ``new``; an ``old`` the repository lacks is not (the
     full history of ``new`` is present, so any ancestor of it is)."""
-    if not has_commit(git_dir, old):
-        return False
     proc = gitcmd.run(["merge-base", "--is-ancestor", old, new], git_dir=git_dir)
-    if proc.returncode not in (0, 1):
-        raise SourceError(f"cannot compare {old[:12]} with {new[:12]}: {gitcmd.stderr(proc)}")
-    return proc.returncode == 0
+    if proc.returncode in (0, 1):
+        return proc.returncode == 0
+    if not has_commit(git_dir, old):  # asked only when merge-base failed: one process usually
+        return False
+    raise SourceError(f"cannot compare {old[:12]} with {new[:12]}: {gitcmd.stderr(proc)}")
 
 
 def resolve(git_dir: Path, rev: str) -> str | None:
