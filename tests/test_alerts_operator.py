@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +18,25 @@ from controller.settings import Settings
 from tests.support.gitrepo import GitRepo
 from tests.support.http_recorder import HttpRecorder
 from tests.support.kube_emulator import ALERTS, WORKSPACE_CRD, WORKSPACES, KubeEmulator
+from tests.support.operator import (
+    Staging,
+    app_block,
+    failed_with,
+    namespace,
+    notification_failures,
+    running,
+    secret,
+    settings,
+    until_status,
+    workspace,
+)
 from tests.support.recording_runner import Outcome, RecordingRunner
-from tests.test_notify_operator import app_block, failures, running, secret
-from tests.test_operator import Staging, failed_with, until_status, workspace
 
-__all__ = ["app_block"]  # the module fixture, shared with test_notify_operator
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 HMAC_KEY = "hm4c-s3cret"
 PRODUCTION_PATH = "/hooks/production-s3cret"
 TEAMS_PATH = "/hooks/teams-s3cret"
-
-
-@pytest.fixture
-def namespace(kube_emulator: KubeEmulator) -> str:
-    name = f"al-{uuid.uuid4().hex[:8]}"
-    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-def settings(tmp_path: Path, oci_registry: Any) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        insecure_registries=[oci_registry.host],
-        allow_local_sources=True,
-    )
 
 
 def labelled(name: str, url: str, **labels: str) -> dict[str, Any]:
@@ -86,7 +79,9 @@ def test_an_alert_selecting_one_workspace_by_label_alerts_only_its_failure(
     runner = RecordingRunner(Outcome("failed", failed_task="Deployment"))
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace, runner) as operator:
+        async with running(
+            settings, kubeconfig, namespace, runner.factory, retry_max=0.5
+        ) as operator:
             kube_emulator.create(WORKSPACES, labelled("prod", prod.url, tier="production"),
                                  namespace)  # fmt: skip
             kube_emulator.create(WORKSPACES, labelled("dev", dev.url, tier="dev"), namespace)
@@ -95,7 +90,7 @@ def test_an_alert_selecting_one_workspace_by_label_alerts_only_its_failure(
             await runner.until(6, finished=True)  # each: the first attempt and two retries
             await asyncio.to_thread(http_recorder.wait_for, PRODUCTION_PATH)
             await operator.notifier.idle()
-            assert failures(operator, namespace) == 0
+            assert notification_failures(operator, namespace) == 0
 
     asyncio.run(scenario())
     (sent,) = http_recorder.to(PRODUCTION_PATH)  # prod's failure, once despite the retries
@@ -134,13 +129,15 @@ def test_an_invalid_alert_is_counted_and_logged_and_the_others_still_send(
     runner = RecordingRunner()
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace, runner) as operator:
+        async with running(
+            settings, kubeconfig, namespace, runner.factory, retry_max=0.5
+        ) as operator:
             kube_emulator.create(WORKSPACES, workspace("ws", staging.url), namespace)
             (sent,) = await asyncio.to_thread(http_recorder.wait_for, PRODUCTION_PATH)
             await operator.notifier.idle()
             assert sent.json()["event"] == "RunSucceeded"
             assert "x-signature" not in sent.headers  # generic: unsigned
-            assert failures(operator, namespace) == 1  # the broken Alert
+            assert notification_failures(operator, namespace) == 1  # the broken Alert
 
     asyncio.run(scenario())
     assert f"Alert {namespace}/a-broken: spec.workspaceSelector.matchExpressions.0" in caplog.text

@@ -9,12 +9,9 @@ test registry (the operator resolves its digest there).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +19,32 @@ import pytest
 import yaml
 
 from controller.cli import main
-from controller.operator import Operator, OperatorConfig
 from controller.settings import Settings
-from tests.support.actions import push_app_deploy
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
-from tests.support.oci_registry import Registry
+from tests.support.operator import (
+    app_block,
+    applied,
+    condition,
+    namespace,
+    reasons,
+    running,
+    settings,
+    status_of,
+    until_status,
+    workspace,
+)
 from tests.support.recording_runner import Outcome, RecordingRunner
+
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 TIMEOUT = 30.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def app_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return push_app_deploy(
-        oci_registry.host, "app-deploy-cli", ("1.1.0",), tmp_path_factory.mktemp("app")
-    )
-
-
 def workspace_poly(block: str, message: str) -> str:
     app = {"name": "hello", "from": f"{block}:1.1.0", "config": {"message": message}}
     return yaml.safe_dump({"name": "acme-staging-1", "organization": "acme", "blocks": [app]})
-
-
-@pytest.fixture
-def namespace(kube_emulator: KubeEmulator) -> str:
-    name = f"cli-{uuid.uuid4().hex[:8]}"
-    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
-    return name
 
 
 @pytest.fixture
@@ -60,39 +54,6 @@ def repo(tmp_path: Path, kubeconfig: Path, app_block: str) -> GitRepo:
     repo.write("workspace.poly", workspace_poly(app_block, "one"))
     repo.commit("hello: one")
     return repo
-
-
-@contextlib.asynccontextmanager
-async def running(
-    tmp_path: Path, kubeconfig: Path, namespace: str, runner: RecordingRunner, registry: str
-) -> AsyncIterator[Operator]:
-    settings = Settings(
-        cache_dir=tmp_path / "cache", allow_local_sources=True, insecure_registries=[registry]
-    )
-    operator = Operator(
-        settings,
-        namespaces=[namespace],
-        config=OperatorConfig(kubeconfig=kubeconfig, retry_base=0.2, retry_max=1.0),
-        runner_factory=runner.factory,
-        host="127.0.0.1",
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(operator.run(stop_flag=stop, ready_flag=ready))
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=15)
-        yield operator
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=60)
-
-
-def workspace(url: str, interval: str = "1h") -> dict[str, Any]:
-    return {
-        "apiVersion": "cratekeeper.dev/v1alpha1",
-        "kind": "Workspace",
-        "metadata": {"name": "ws"},
-        "spec": {"source": {"url": url, "ref": {"branch": "main"}, "interval": interval}},
-    }
 
 
 class Cli:
@@ -109,26 +70,11 @@ class Cli:
 
 
 def status(emulator: KubeEmulator, namespace: str) -> dict[str, Any]:
-    return dict((emulator.get(WORKSPACES, "ws", namespace=namespace) or {}).get("status") or {})
+    return status_of(emulator, namespace, "ws")
 
 
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions", []) if c["type"] == kind), {})
-
-
-def events(emulator: KubeEmulator, namespace: str) -> list[str]:
-    return [str(e.get("reason")) for e in emulator.list_objects("v1/events", namespace)]
-
-
-async def applied(emulator: KubeEmulator, namespace: str, sha: str) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        now = status(emulator, namespace)
-        return now if now.get("lastAppliedRevision") == sha else None
-
-    try:
-        return await emulator.until(check, timeout=TIMEOUT, interval=0.1)
-    except TimeoutError:
-        pytest.fail(f"{sha[:12]} never applied; status: {status(emulator, namespace)}")
+async def applied_at(emulator: KubeEmulator, namespace: str, sha: str) -> dict[str, Any]:
+    return await until_status(emulator, namespace, "ws", applied(sha), timeout=TIMEOUT)
 
 
 def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
@@ -136,19 +82,20 @@ def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
     kubeconfig: Path,
     namespace: str,
     repo: GitRepo,
-    tmp_path: Path,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
     app_block: str,
-    oci_registry: Registry,
 ) -> None:
     runner = RecordingRunner(Outcome(log=("PLAY [deploy]", "changed: [localhost]")))
     cli = Cli(capsys, kubeconfig, namespace)
     head = repo.head()
 
     async def scenario() -> None:
-        async with running(tmp_path, kubeconfig, namespace, runner, oci_registry.host):
-            kube_emulator.create(WORKSPACES, workspace(f"file://{repo.path}"), namespace)
-            await applied(kube_emulator, namespace, head)
+        async with running(settings, kubeconfig, namespace, runner.factory):
+            kube_emulator.create(
+                WORKSPACES, workspace("ws", f"file://{repo.path}", "1h"), namespace
+            )
+            await applied_at(kube_emulator, namespace, head)
 
             code, out = await cli("get", "workspaces")
             header, row = out.splitlines()
@@ -171,7 +118,7 @@ def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
             now = status(kube_emulator, namespace)
             assert now["lastHandledReconcileAt"]
             assert len(runner.runs) == 1 and len(now["history"]) == 1
-            assert "ReconcileHandled" in events(kube_emulator, namespace)
+            assert "ReconcileHandled" in reasons(kube_emulator, namespace)
 
             # A new commit, then a re-apply: every block again, recorded as a re-apply.
             repo.write("workspace.poly", workspace_poly(app_block, "two"))
@@ -229,19 +176,20 @@ def test_suspend_is_visible_and_resume_reconciles_again(
     kubeconfig: Path,
     namespace: str,
     repo: GitRepo,
-    tmp_path: Path,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
     app_block: str,
-    oci_registry: Registry,
 ) -> None:
     runner = RecordingRunner()
     cli = Cli(capsys, kubeconfig, namespace)
     head = repo.head()
 
     async def scenario() -> None:
-        async with running(tmp_path, kubeconfig, namespace, runner, oci_registry.host):
-            kube_emulator.create(WORKSPACES, workspace(f"file://{repo.path}"), namespace)
-            await applied(kube_emulator, namespace, head)
+        async with running(settings, kubeconfig, namespace, runner.factory):
+            kube_emulator.create(
+                WORKSPACES, workspace("ws", f"file://{repo.path}", "1h"), namespace
+            )
+            await applied_at(kube_emulator, namespace, head)
 
             watch = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -279,11 +227,11 @@ def test_suspend_is_visible_and_resume_reconciles_again(
             two = repo.commit("hello: two")
             code, out = await cli("resume", "ws")
             assert code == 0 and "✔ resumed" in out, out
-            now = await applied(kube_emulator, namespace, two)
+            now = await applied_at(kube_emulator, namespace, two)
             assert condition(now, "Suspended")["status"] == "False"
             assert condition(now, "Ready")["message"] == f"Applied revision {two[:12]}"
-            reasons = events(kube_emulator, namespace)
-            assert "Suspended" in reasons and "Resumed" in reasons
+            posted = reasons(kube_emulator, namespace)
+            assert "Suspended" in posted and "Resumed" in posted
 
     asyncio.run(scenario())
 
@@ -293,19 +241,20 @@ def test_diff_says_what_would_run_with_plan_exit_codes(
     kubeconfig: Path,
     namespace: str,
     repo: GitRepo,
-    tmp_path: Path,
+    settings: Settings,
     capsys: pytest.CaptureFixture[str],
     app_block: str,
-    oci_registry: Registry,
 ) -> None:
     runner = RecordingRunner()
     cli = Cli(capsys, kubeconfig, namespace)
     head = repo.head()
 
     async def scenario() -> None:
-        async with running(tmp_path, kubeconfig, namespace, runner, oci_registry.host):
-            kube_emulator.create(WORKSPACES, workspace(f"file://{repo.path}"), namespace)
-            await applied(kube_emulator, namespace, head)
+        async with running(settings, kubeconfig, namespace, runner.factory):
+            kube_emulator.create(
+                WORKSPACES, workspace("ws", f"file://{repo.path}", "1h"), namespace
+            )
+            await applied_at(kube_emulator, namespace, head)
             code, out = await cli("diff", "ws")
             assert code == 0 and "nothing to run" in out, out
 

@@ -17,10 +17,10 @@ from controller.operator import Operator, OperatorConfig
 from controller.settings import Settings
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
+from tests.support.operator import Staging, app_block, namespace, settings, status_of, workspace
 from tests.support.recording_runner import RecordingRunner
-from tests.test_operator import Staging, app_block, namespace, settings, status_of, workspace
 
-__all__ = ["app_block", "namespace", "settings"]  # fixtures of test_operator, used here
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 
 async def steal(kubeconfig: Path, namespace: str) -> None:

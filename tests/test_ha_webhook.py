@@ -5,11 +5,8 @@ emulated API, real Git and registry; runs are the recording double's)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from pathlib import Path
-
-import requests
 
 from controller.api.spec import PUSHED_AT
 from controller.operator.shards import SHARD_KEY
@@ -17,20 +14,22 @@ from controller.operator.state import WEBHOOK_SECRET_ANNOTATION
 from controller.settings import Settings
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
-from tests.support.recording_runner import RecordingRunner
-from tests.test_operator import (
+from tests.support.operator import (
     Staging,
     app_block,
     applied,
+    github_signature,
+    http,
     namespace,
     running,
+    secret,
     settings,
     until_status,
     workspace,
 )
-from tests.test_operator_lifecycle import github_signature
+from tests.support.recording_runner import RecordingRunner
 
-__all__ = ["app_block", "namespace", "settings"]  # fixtures of test_operator, used here
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 
 def test_a_push_to_another_shard_is_passed_on_and_reconciled_by_the_workspaces_own(
@@ -43,11 +42,7 @@ def test_a_push_to_another_shard_is_passed_on_and_reconciled_by_the_workspaces_o
 ) -> None:
     staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
     token = b"hook-s3cret"
-    kube_emulator.create(
-        "v1/secrets",
-        {"metadata": {"name": "hook"}, "data": {"token": base64.b64encode(token).decode()}},
-        namespace,
-    )
+    secret(kube_emulator, namespace, "hook", token=token)
     body = workspace("ws", staging.url, interval="1h")
     body["metadata"]["annotations"] = {WEBHOOK_SECRET_ANNOTATION: "hook"}
     body["metadata"]["labels"] = {SHARD_KEY: "shard1"}
@@ -62,9 +57,10 @@ def test_a_push_to_another_shard_is_passed_on_and_reconciled_by_the_workspaces_o
         return dict(found.get("metadata", {}).get("annotations") or {})
 
     async def scenario() -> None:
+        stop = asyncio.Event()  # two replicas in one event loop: they stop together
         async with (
-            running(shard1, kubeconfig, namespace, runner.factory),
-            running(main, kubeconfig, namespace, runner.factory) as other,
+            running(shard1, kubeconfig, namespace, runner.factory, stop=stop),
+            running(main, kubeconfig, namespace, runner.factory, stop=stop) as other,
         ):
             kube_emulator.create(WORKSPACES, body, namespace)
             await until_status(kube_emulator, namespace, "ws", applied(staging.head))
@@ -72,14 +68,14 @@ def test_a_push_to_another_shard_is_passed_on_and_reconciled_by_the_workspaces_o
             url = f"http://127.0.0.1:{other.bound['webhook']}/hook/{namespace}/ws"
             push = json.dumps({"ref": "refs/heads/main"}).encode()
 
-            def post(secret: bytes) -> int:
-                headers = {"X-Hub-Signature-256": github_signature(secret, push)}
-                return requests.post(url, data=push, headers=headers, timeout=10).status_code
+            async def post(key: bytes) -> int:
+                headers = {"X-Hub-Signature-256": github_signature(key, push)}
+                return (await http("POST", url, data=push, headers=headers))[0]
 
             bumped = staging.pin("1.2.0")
-            assert await asyncio.to_thread(post, b"wrong") == 404
+            assert await post(b"wrong") == 404
             assert PUSHED_AT not in annotations()  # an unsigned push writes nothing
-            assert await asyncio.to_thread(post, token) == 202
+            assert await post(token) == 202
             # The interval is an hour: only the passed-on push makes shard1 look now.
             await until_status(kube_emulator, namespace, "ws", applied(bumped), timeout=30)
             assert PUSHED_AT in annotations()

@@ -6,57 +6,36 @@ operator tells people, not about Ansible."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import json
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.operator import Operator, OperatorConfig
 from controller.settings import Settings
-from tests.support.actions import push_app_deploy
 from tests.support.gitrepo import GitRepo
 from tests.support.http_recorder import HttpRecorder
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
-from tests.support.oci_registry import Registry
+from tests.support.operator import (
+    Staging,
+    app_block,
+    applied,
+    failed_with,
+    namespace,
+    notification_failures,
+    running,
+    secret,
+    settings,
+    until_status,
+    workspace,
+)
 from tests.support.recording_runner import Outcome, RecordingRunner
-from tests.test_operator import Staging, applied, failed_with, until_status, workspace
+
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 FORGE_TOKEN = "ghp_n0tify-s3cret"
 SLACK_PATH = "/services/T0001/B0001/sl4ck-s3cret"
 REPOSITORY = "acme/acme-staging-1"
-
-
-@pytest.fixture(scope="module")
-def app_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return push_app_deploy(
-        oci_registry.host, "app-deploy-notify", ("1.1.0",), tmp_path_factory.mktemp("app")
-    )
-
-
-@pytest.fixture
-def namespace(kube_emulator: KubeEmulator) -> str:
-    name = f"nt-{uuid.uuid4().hex[:8]}"
-    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-def settings(tmp_path: Path, oci_registry: Registry) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        insecure_registries=[oci_registry.host],
-        allow_local_sources=True,
-    )
-
-
-def secret(emulator: KubeEmulator, namespace: str, name: str, **data: str) -> None:
-    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-    emulator.create("v1/secrets", {"metadata": {"name": name}, "data": encoded}, namespace)
 
 
 def notifying(url: str, api: str, alerts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -71,36 +50,6 @@ def notifying(url: str, api: str, alerts: list[dict[str, Any]]) -> dict[str, Any
         "alerts": alerts,
     }
     return body
-
-
-@contextlib.asynccontextmanager
-async def running(
-    settings: Settings, kubeconfig: Path, namespace: str, runner: RecordingRunner
-) -> AsyncIterator[Operator]:
-    operator = Operator(
-        settings,
-        namespaces=[namespace],
-        config=OperatorConfig(kubeconfig=kubeconfig, retry_base=0.2, retry_max=0.5),
-        runner_factory=runner.factory,
-        host="127.0.0.1",
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(operator.run(stop_flag=stop, ready_flag=ready))
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=15)
-        yield operator
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=60)
-
-
-def failures(operator: Operator, namespace: str) -> float:
-    return sum(
-        sample.value
-        for family in operator.metrics.notification_failures.collect()
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels["namespace"] == namespace
-    )
 
 
 def test_a_failing_run_sets_a_failure_status_on_the_commit_and_alerts_slack_once(
@@ -121,7 +70,9 @@ def test_a_failing_run_sets_a_failure_status_on_the_commit_and_alerts_slack_once
     statuses = f"/repos/{REPOSITORY}/statuses/{sha}"
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace, runner) as operator:
+        async with running(
+            settings, kubeconfig, namespace, runner.factory, retry_max=0.5
+        ) as operator:
             kube_emulator.create(WORKSPACES, notifying(staging.url, http_recorder.url, slack),
                                  namespace)  # fmt: skip
             await until_status(kube_emulator, namespace, "ws", failed_with("RunFailed"))
@@ -134,7 +85,7 @@ def test_a_failing_run_sets_a_failure_status_on_the_commit_and_alerts_slack_once
             runner.script(Outcome())  # the next retry succeeds
             await until_status(kube_emulator, namespace, "ws", applied(sha))
             await asyncio.to_thread(http_recorder.wait_for, SLACK_PATH, 2)
-            assert failures(operator, namespace) == 0
+            assert notification_failures(operator, namespace) == 0
 
     asyncio.run(scenario())
     sent = http_recorder.to(statuses)
@@ -169,16 +120,20 @@ def test_a_forge_that_is_down_never_blocks_or_fails_the_run(
     runner = RecordingRunner()
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace, runner) as operator:
+        async with running(
+            settings, kubeconfig, namespace, runner.factory, retry_max=0.5
+        ) as operator:
             kube_emulator.create(WORKSPACES, notifying(staging.url, http_recorder.url, []),
                                  namespace)  # fmt: skip
             await until_status(kube_emulator, namespace, "ws", applied(staging.head))
             assert runner.pins("ws")  # it ran while the forge kept answering 503
             for _ in range(200):
-                if failures(operator, namespace) >= 2:  # pending and success, each given up
+                if (
+                    notification_failures(operator, namespace) >= 2
+                ):  # pending and success, each given up
                     break
                 await asyncio.sleep(0.1)
-            assert failures(operator, namespace) == 2
+            assert notification_failures(operator, namespace) == 2
 
     asyncio.run(scenario())
     assert "HTTP 503" in caplog.text and FORGE_TOKEN not in caplog.text

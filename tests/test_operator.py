@@ -3,206 +3,42 @@
 The management cluster and the target cluster are the same emulator; every test has its own
 namespace, Git repository and target namespace. One scenario runs real Ansible (the apply, bump
 and rollback of the example); the others are about the operator and use the recording runner
-(tests/support/recording_runner.py). This module also holds the helpers the other operator
-scenario modules share (test_operator_sources.py, test_operator_lifecycle.py, ...).
+(tests/support/recording_runner.py). The scaffolding the scenario modules share is in
+tests/support/operator.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
-import pytest
-import yaml
-
-from controller.kube import Kube
-from controller.operator import Operator, OperatorConfig
-from controller.operator.wiring import RunnerFactory, local_runner
+from controller.operator.wiring import local_runner
 from controller.settings import Settings
-from tests.support.actions import push_app_deploy
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
-from tests.support.oci_registry import Registry
+from tests.support.operator import (
+    Staging,
+    app,
+    app_block,
+    applied,
+    change,
+    condition,
+    failed_with,
+    namespace,
+    posted,
+    ready,
+    running,
+    settings,
+    ticks,
+    until_status,
+    workspace,
+    workspace_writes,
+)
 from tests.support.recording_runner import RecordingRunner
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
+
 DEPLOYMENTS = "apps/v1/deployments"
-RUN_TIMEOUT = 90.0  # bounded waits for anything that runs ansible-playbook
-
-
-# --- blocks in the real registry -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def app_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """app-deploy 1.1.0 and 1.2.0 in the test registry."""
-    return push_app_deploy(
-        oci_registry.host, "app-deploy-op", ("1.1.0", "1.2.0"), tmp_path_factory.mktemp("app")
-    )
-
-
-# --- workspaces in Git ---------------------------------------------------------------------
-
-
-def workspace_poly(blocks: list[dict[str, Any]], name: str = "acme-staging-1") -> str:
-    return yaml.safe_dump({"name": name, "organization": "acme", "blocks": blocks}, sort_keys=False)
-
-
-def app(name: str, ref: str, target: str, **config: Any) -> dict[str, Any]:
-    return {"name": name, "from": ref, "config": {"namespace": target, **config}}
-
-
-class Staging:
-    """The staging example in a Git repo, pinned to the test registry's app-deploy."""
-
-    def __init__(self, repo: GitRepo, block: str, target: str, kubeconfig: Path) -> None:
-        self.repo, self.block, self.target = repo, block, target
-        shutil.copytree(EXAMPLES / "acme-staging-1", repo.path, dirs_exist_ok=True)
-        shutil.copy(kubeconfig, repo.path / "artifacts/secrets/kubeconfig.yml")
-        self.write([app("app", f"{block}:1.1.0", target)])
-        self.head = repo.commit("acme-staging-1 on app-deploy 1.1.0")
-
-    def write(self, blocks: list[dict[str, Any]]) -> None:
-        self.repo.write("workspace.poly", workspace_poly(blocks))
-
-    def pin(self, version: str) -> str:
-        self.write([app("app", f"{self.block}:{version}", self.target)])
-        self.head = self.repo.commit(f"app-deploy -> {version}")
-        return self.head
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.repo.path}"
-
-
-# --- the operator under test ---------------------------------------------------------------
-
-
-@pytest.fixture
-def namespace(kube_emulator: KubeEmulator) -> str:
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-def settings(tmp_path: Path, oci_registry: Registry) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        insecure_registries=[oci_registry.host],
-        allow_local_sources=True,  # the tests' repositories are file:// URLs
-    )
-
-
-@contextlib.asynccontextmanager
-async def running(
-    settings: Settings,
-    kubeconfig: Path,
-    namespace: str,
-    runner_factory: RunnerFactory = local_runner,
-    **config: Any,
-) -> AsyncIterator[Operator]:
-    """The operator watching ``namespace``, with a webhook port, until the block ends; its runs
-    are ``runner_factory``'s (the local runner: real ansible-playbook, unless a test swaps in
-    the recording double)."""
-    options = OperatorConfig(kubeconfig=kubeconfig, retry_base=0.2, retry_max=1.0, **config)
-    operator = Operator(
-        settings,
-        namespaces=[namespace],
-        webhook_port=0,
-        metrics_port=0,
-        config=options,
-        runner_factory=runner_factory,
-        host="127.0.0.1",
-    )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(operator.run(stop_flag=stop, ready_flag=ready))
-    try:
-        await asyncio.wait_for(ready.wait(), timeout=15)
-        yield operator
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=60)
-
-
-def workspace(name: str, url: str, interval: str = "1s", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "cratekeeper.dev/v1alpha1",
-        "kind": "Workspace",
-        "metadata": {"name": name},
-        "spec": {"source": {"url": url, "ref": {"branch": "main"}, "interval": interval}, **spec},
-    }
-
-
-def status_of(emulator: KubeEmulator, namespace: str, name: str) -> dict[str, Any]:
-    obj = emulator.get(WORKSPACES, name, namespace=namespace) or {}
-    return dict(obj.get("status") or {})
-
-
-def ready(status: dict[str, Any]) -> dict[str, Any]:
-    return next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
-
-
-async def until_status(
-    emulator: KubeEmulator,
-    namespace: str,
-    name: str,
-    predicate: Callable[[dict[str, Any]], bool],
-    timeout: float = RUN_TIMEOUT,
-) -> dict[str, Any]:
-    seen: list[dict[str, Any]] = [{}]
-
-    def check() -> dict[str, Any] | None:
-        seen[0] = status = status_of(emulator, namespace, name)
-        return status if predicate(status) else None
-
-    try:
-        return await emulator.until(check, timeout=timeout, interval=0.1)
-    except TimeoutError:
-        pytest.fail(f"status of {namespace}/{name} never matched; last seen:\n{seen[0]}")
-
-
-async def patched(kubeconfig: Path, namespace: str, name: str, patch: dict[str, Any]) -> bool:
-    """Merge-patch the Workspace's metadata/spec as a person (or the CLI) would."""
-    kube = Kube.from_kubeconfig(kubeconfig)
-    try:
-        return await kube.patch_workspace(namespace, name, patch) is not None
-    finally:
-        kube.close()
-
-
-def applied(revision: str) -> Callable[[dict[str, Any]], bool]:
-    def check(status: dict[str, Any]) -> bool:
-        cond = ready(status)
-        return status.get("lastAppliedRevision") == revision and cond.get("status") == "True"
-
-    return check
-
-
-def failed_with(reason: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda status: ready(status).get("reason") == reason
-
-
-async def ticks(
-    operator: Operator, namespace: str, name: str, count: int, *, total: bool = False
-) -> None:
-    """Wait (bounded) until the Workspace's worker has completed ``count`` more ticks
-    (``total``: ``count`` ticks since it started)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10 * count
-    while (namespace, name) not in operator.state.workers:
-        assert loop.time() < deadline, "no worker for the Workspace"
-        await asyncio.sleep(0.05)
-    worker = operator.state.workers[namespace, name]
-    target = count if total else worker.ticks + count
-    while worker.ticks < target:
-        assert asyncio.get_running_loop().time() < deadline, "the worker stopped ticking"
-        await asyncio.sleep(0.05)
 
 
 def image(emulator: KubeEmulator, target: str) -> str | None:
@@ -210,27 +46,6 @@ def image(emulator: KubeEmulator, target: str) -> str | None:
     if deployment is None:
         return None
     return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
-
-
-async def posted(emulator: KubeEmulator, namespace: str, reason: str) -> None:
-    """Wait (bounded) until an Event of ``reason`` is stored: Kopf posts events from a queue, so
-    one may reach the API after the status write it goes with."""
-
-    def found() -> bool:
-        events = emulator.list_objects("v1/events", namespace=namespace)
-        return any(e.get("reason") == reason for e in events)
-
-    await emulator.until(found, timeout=10, interval=0.05)
-
-
-def workspace_writes(emulator: KubeEmulator, since: int, namespace: str) -> list[str]:
-    return [str(r) for r in emulator.writes(since=since) if r.namespace == namespace]
-
-
-def change(entry: dict[str, Any]) -> tuple[str, str, bool]:
-    (only,) = entry["changes"]
-    old = only["from"].rsplit(":", 1)[1] if only.get("from") else "(new)"
-    return old, only["to"].rsplit(":", 1)[1], only["rollback"]
 
 
 # --- scenarios -----------------------------------------------------------------------------
@@ -247,7 +62,7 @@ def test_applies_bumps_and_rolls_back_a_workspace(
     staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace) as operator:
+        async with running(settings, kubeconfig, namespace, local_runner) as operator:
             kube_emulator.create(WORKSPACES, workspace("staging", staging.url), namespace)
             first = staging.head
             status = await until_status(kube_emulator, namespace, "staging", applied(first))
@@ -264,7 +79,7 @@ def test_applies_bumps_and_rolls_back_a_workspace(
             }
             assert "kopf" not in status  # .status is exactly our schema
 
-            # Interval ticks that find nothing new write nothing (1s interval: wait for 3).
+            # Interval ticks that find nothing new write nothing.
             await posted(kube_emulator, namespace, "RunSucceeded")  # Kopf posts events later
             mark = kube_emulator.mark()
             await ticks(operator, namespace, "staging", 3)
@@ -354,8 +169,7 @@ def test_an_invalid_commit_is_reported_and_a_fix_recovers(
             assert status["lastAttemptedRevision"] == broken
             assert status["blocks"] == before["blocks"]
             assert status["history"][0]["result"] == "Invalid"
-            stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
-            assert stalled["status"] == "True"
+            assert condition(status, "Stalled")["status"] == "True"
 
             # Stalled: interval ticks neither retry nor write while the commit stays.
             await posted(kube_emulator, namespace, "ValidationFailed")  # Kopf posts events later

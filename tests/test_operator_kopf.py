@@ -13,11 +13,23 @@ import pytest
 
 from controller.settings import Settings
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
+from tests.support.operator import failed_with, patched, running, until_status, workspace
 from tests.support.recording_runner import RecordingRunner
-from tests.test_operator import failed_with, patched, running, until_status, workspace
 
 PASSWORD = "s3cr3t-in-url"
 TOKEN = "ghp-token-as-user"
+
+
+def annotations_of(emulator: KubeEmulator, namespace: str, name: str) -> dict[str, str]:
+    body = emulator.get(WORKSPACES, name, namespace=namespace) or {}
+    return dict(body.get("metadata", {}).get("annotations") or {})
+
+
+def diffbase(emulator: KubeEmulator, namespace: str, name: str) -> str:
+    """Kopf's diff base of the Workspace (empty until Kopf stored one)."""
+    return annotations_of(emulator, namespace, name).get(
+        "cratekeeper.dev/last-handled-configuration", ""
+    )
 
 
 def test_spec_urls_with_credentials_stay_out_of_kopfs_annotations_and_debug_log(
@@ -48,16 +60,17 @@ def test_spec_urls_with_credentials_stay_out_of_kopfs_annotations_and_debug_log(
                 lambda s: bool(s.get("conditions")),
                 timeout=30,
             )
+            before = diffbase(kube_emulator, namespace, "token")
             spec_change = {"spec": {"source": {"interval": "2h"}}}  # an update, with a diff
             assert await patched(kubeconfig, namespace, "token", spec_change)
-            await asyncio.sleep(1.0)
+            await kube_emulator.until(
+                lambda: diffbase(kube_emulator, namespace, "token") != before, timeout=20
+            )  # Kopf handled the update
 
     asyncio.run(scenario())
     for name in ("refused", "token"):
-        body = kube_emulator.get(WORKSPACES, name, namespace=namespace) or {}
-        annotations = body["metadata"].get("annotations") or {}
-        diffbase = annotations.get("cratekeeper.dev/last-handled-configuration", "")
-        assert diffbase.startswith('{"sha256":'), annotations  # Kopf did store its diff base
+        annotations = annotations_of(kube_emulator, namespace, name)
+        assert diffbase(kube_emulator, namespace, name).startswith('{"sha256":'), annotations
         assert PASSWORD not in repr(annotations) and TOKEN not in repr(annotations)
     kopf_lines = [r.getMessage() for r in caplog.records if r.name.startswith("kopf")]
     assert any("is in progress" in line for line in kopf_lines)  # Kopf did log at DEBUG

@@ -5,15 +5,11 @@ registry; runs are the recording double's)."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import hmac
 import json
 import os
 import shutil
 from pathlib import Path
-
-import requests
 
 from controller.api.spec import REQUESTED_AT
 from controller.operator.metrics import OperatorMetrics, refresh_cache_sizes
@@ -23,16 +19,20 @@ from controller.settings import Settings
 from controller.source import GitRef, fetch
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
-from tests.support.recording_runner import RecordingRunner
-from tests.test_operator import (
+from tests.support.operator import (
     Staging,
     app_block,
     applied,
     change,
+    condition,
+    delete_workspace,
+    github_signature,
+    http,
     namespace,
     patched,
     ready,
     running,
+    secret,
     settings,
     status_of,
     ticks,
@@ -40,12 +40,9 @@ from tests.test_operator import (
     workspace,
     workspace_writes,
 )
+from tests.support.recording_runner import RecordingRunner
 
-__all__ = ["app_block", "namespace", "settings"]  # fixtures of test_operator, used here
-
-
-def github_signature(secret: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 
 def test_a_webhook_push_or_the_requested_at_annotation_reconciles_at_once(
@@ -58,11 +55,7 @@ def test_a_webhook_push_or_the_requested_at_annotation_reconciles_at_once(
 ) -> None:
     staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
     token = b"hook-s3cret"
-    kube_emulator.create(
-        "v1/secrets",
-        {"metadata": {"name": "hook"}, "data": {"token": base64.b64encode(token).decode()}},
-        namespace,
-    )
+    secret(kube_emulator, namespace, "hook", token=token)
     body = workspace("ws", staging.url, interval="1h")
     body["metadata"]["annotations"] = {WEBHOOK_SECRET_ANNOTATION: "hook"}
 
@@ -75,22 +68,18 @@ def test_a_webhook_push_or_the_requested_at_annotation_reconciles_at_once(
             url = f"http://127.0.0.1:{operator.bound['webhook']}/hook/{namespace}/ws"
             push = json.dumps({"ref": "refs/heads/main"}).encode()
 
-            def post(headers: dict[str, str], path: str = url) -> int:
-                return requests.post(path, data=push, headers=headers, timeout=10).status_code
+            async def post(headers: dict[str, str], path: str = url) -> int:
+                return (await http("POST", path, data=push, headers=headers))[0]
 
             bumped = staging.pin("1.2.0")
-            bad = await asyncio.to_thread(
-                post, {"X-Hub-Signature-256": github_signature(b"wrong", push)}
-            )
-            unknown = await asyncio.to_thread(
-                post,
+            bad = await post({"X-Hub-Signature-256": github_signature(b"wrong", push)})
+            unknown = await post(
                 {"X-Hub-Signature-256": github_signature(token, push)},
                 url.replace("/ws", "/nope"),
             )
             assert (bad, unknown) == (404, 404)
-            good = await asyncio.to_thread(
-                post,
-                {"X-Hub-Signature-256": github_signature(token, push), "X-GitHub-Event": "push"},
+            good = await post(
+                {"X-Hub-Signature-256": github_signature(token, push), "X-GitHub-Event": "push"}
             )
             assert good == 202
             await until_status(kube_emulator, namespace, "ws", applied(bumped))
@@ -103,13 +92,12 @@ def test_a_webhook_push_or_the_requested_at_annotation_reconciles_at_once(
 
             probes = f"http://127.0.0.1:{operator.bound['metrics']}"
             for probe in ("/healthz", "/readyz"):
-                response = await asyncio.to_thread(requests.get, probes + probe, timeout=10)
-                assert response.status_code == 200
-            metrics = await asyncio.to_thread(requests.get, probes + "/metrics", timeout=10)
+                assert (await http("GET", probes + probe))[0] == 200
+            _, metrics = await http("GET", probes + "/metrics")
             runs = f'cratekeeper_runs_total{{name="ws",namespace="{namespace}",result="Succeeded"}}'
-            assert f"{runs} 3.0" in metrics.text
-            assert 'cratekeeper_cache_bytes{cache="git"}' in metrics.text
-            assert 'cratekeeper_cache_bytes{cache="blobs"}' in metrics.text
+            assert f"{runs} 3.0" in metrics
+            assert 'cratekeeper_cache_bytes{cache="git"}' in metrics
+            assert 'cratekeeper_cache_bytes{cache="blobs"}' in metrics
 
     asyncio.run(scenario())
 
@@ -130,8 +118,7 @@ def test_an_operator_stopped_mid_run_does_not_run_the_revision_twice(
         async with running(settings, kubeconfig, namespace, first.factory):
             kube_emulator.create(WORKSPACES, workspace("ws", staging.url), namespace)
             await first.until(1)
-            status = status_of(kube_emulator, namespace, "ws")
-            reconciling = next(c for c in status["conditions"] if c["type"] == "Reconciling")
+            reconciling = condition(status_of(kube_emulator, namespace, "ws"), "Reconciling")
             assert (reconciling["status"], reconciling["reason"]) == ("True", "Progressing")
             # Stop the operator while the run is held; release the run meanwhile.
             asyncio.get_running_loop().call_later(0.5, gate.set)
@@ -145,9 +132,7 @@ def test_an_operator_stopped_mid_run_does_not_run_the_revision_twice(
             status = await until_status(kube_emulator, namespace, "ws", applied(staging.head))
         assert second.runs == []  # no second run
         assert len(status["history"]) == 1
-        assert next(c for c in status["conditions"] if c["type"] == "Reconciling")["status"] == (
-            "False"
-        )
+        assert condition(status, "Reconciling")["status"] == "False"
 
     asyncio.run(scenario())
 
@@ -183,20 +168,14 @@ def test_suspend_stops_runs_and_delete_removes_what_runs_left(
             await ticks(operator, namespace, "ws", 1, total=True)
             status = status_of(kube_emulator, namespace, "ws")  # no runs; suspend is visible
             assert not status.get("history") and "lastFetchedRevision" not in status
-            condition = next(c for c in status["conditions"] if c["type"] == "Suspended")
-            assert (condition["status"], condition["reason"]) == ("True", "Suspended")
+            paused = condition(status, "Suspended")
+            assert (paused["status"], paused["reason"]) == ("True", "Suspended")
             assert ready(status)["message"].startswith("suspended (spec.suspend)")
             # One status write (the condition), nothing else.
             writes = [w for w in workspace_writes(kube_emulator, mark, namespace) if "/status" in w]
             assert len(writes) == 1
 
-            path = f"{kube_emulator.url}/apis/cratekeeper.dev/v1alpha1/namespaces/{namespace}"
-            path += "/workspaces/ws"
-            await asyncio.to_thread(requests.delete, path, timeout=10)
-            await kube_emulator.until(
-                lambda: kube_emulator.get(WORKSPACES, "ws", namespace=namespace) is None,
-                timeout=20,
-            )
+            await delete_workspace(kube_emulator, namespace, "ws")
 
     asyncio.run(scenario())
     assert runner.runs == []
@@ -222,13 +201,6 @@ def test_a_deleted_workspaces_git_cache_goes_unless_another_workspace_still_uses
     def cached() -> set[str]:
         return {p.name.split("-")[0] for p in git_cache.glob("*.git")}
 
-    async def delete(name: str) -> None:
-        path = f"{kube_emulator.url}/apis/cratekeeper.dev/v1alpha1/namespaces/{namespace}"
-        await asyncio.to_thread(requests.delete, f"{path}/workspaces/{name}", timeout=10)
-        await kube_emulator.until(
-            lambda: kube_emulator.get(WORKSPACES, name, namespace=namespace) is None, timeout=20
-        )
-
     async def scenario() -> None:
         async with running(settings, kubeconfig, namespace, runner.factory) as operator:
             for name, url in (("a", shared.url), ("b", shared.url), ("c", own.url)):
@@ -236,11 +208,11 @@ def test_a_deleted_workspaces_git_cache_goes_unless_another_workspace_still_uses
             for name in ("a", "b", "c"):
                 await ticks(operator, namespace, name, 1, total=True)
             assert cached() == {"shared", "own"}
-            await delete("a")  # b still fetches the shared repository
-            assert cached() == {"shared", "own"}
-            await delete("c")  # nobody else fetches its own one
-            assert cached() == {"shared"}
-            await delete("b")
+            await delete_workspace(kube_emulator, namespace, "a")
+            assert cached() == {"shared", "own"}  # b still fetches the shared repository
+            await delete_workspace(kube_emulator, namespace, "c")
+            assert cached() == {"shared"}  # nobody else fetched c's own one
+            await delete_workspace(kube_emulator, namespace, "b")
             assert cached() == set()
 
     asyncio.run(scenario())
@@ -294,13 +266,8 @@ def test_an_idle_check_reads_no_secret_and_a_due_run_reads_them_again(
     """Issue 11 point 1: the Git credentials are held per worker; the registry (and decryption)
     Secrets are read only when a run is due. Counted as the emulated API's Secret GETs."""
     staging = Staging(GitRepo(tmp_path / "staging"), app_block, f"{namespace}-app", kubeconfig)
-    docker = json.dumps({"auths": {}}).encode()
-    for name, data in (
-        ("git", {"username": b"ci", "password": b"s3cret"}),
-        ("registry", {".dockerconfigjson": docker}),
-    ):
-        encoded = {k: base64.b64encode(v).decode() for k, v in data.items()}
-        kube_emulator.create("v1/secrets", {"metadata": {"name": name}, "data": encoded}, namespace)
+    secret(kube_emulator, namespace, "git", username="ci", password="s3cret")
+    secret(kube_emulator, namespace, "registry", **{".dockerconfigjson": json.dumps({"auths": {}})})
     body = workspace("ws", staging.url)
     body["spec"]["source"]["secretRef"] = {"name": "git"}
     body["spec"]["registry"] = {"secretRef": {"name": "registry"}}

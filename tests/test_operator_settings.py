@@ -17,10 +17,10 @@ from controller.settings import Settings, load_settings
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
 from tests.support.oci_registry import Registry
+from tests.support.operator import Staging, app_block, running, workspace
 from tests.support.recording_runner import Outcome, RecordingRunner
-from tests.test_operator import Staging, app_block, running, workspace
 
-__all__ = ["app_block"]  # a module-scoped fixture of test_operator, used here
+__all__ = ["app_block"]  # a fixture of tests/support/operator.py
 
 SPEC = WorkspaceSpec.model_validate({"source": {"url": "https://git.example/ws.git"}})
 

@@ -9,53 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 from controller.api.spec import REQUESTED_AT
 from controller.runners.base import ActionRequest
 from controller.settings import Settings
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
-from tests.support.oci_registry import Registry
-from tests.support.recording_runner import Outcome, RecordingRunner
-from tests.test_operator import (
+from tests.support.operator import (
     Staging,
     app,
     app_block,
     applied,
+    condition,
+    namespace,
     patched,
     running,
+    settings,
     until_status,
     workspace,
     workspace_poly,
 )
+from tests.support.recording_runner import Outcome, RecordingRunner
 
-__all__ = ["app_block"]  # a module-scoped fixture of test_operator, used here
-
-
-@pytest.fixture
-def namespace(kube_emulator: KubeEmulator) -> str:
-    name = f"slots-{uuid.uuid4().hex[:8]}"
-    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-def settings(tmp_path: Path, oci_registry: Registry) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        insecure_registries=[oci_registry.host],
-        allow_local_sources=True,
-    )
-
-
-def reconciling(status: dict[str, object]) -> dict[str, str]:
-    conditions = status.get("conditions") or []
-    assert isinstance(conditions, list)
-    return next((c for c in conditions if c["type"] == "Reconciling"), {})
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 
 def test_a_push_is_checked_and_queued_at_once_while_other_runs_hold_every_slot(
@@ -94,13 +72,13 @@ def test_a_push_is_checked_and_queued_at_once_while_other_runs_hold_every_slot(
         pushed_at = loop.time()
         assert await patched(kubeconfig, namespace, "pushed", annotation)
 
-        def queued(status: dict[str, object]) -> bool:
-            cond = reconciling(status)
+        def queued(status: dict[str, Any]) -> bool:
+            cond = condition(status, "Reconciling")
             return cond.get("reason") == "Queued" and bumped[:12] in cond.get("message", "")
 
         status = await until_status(kube_emulator, namespace, "pushed", queued, timeout=10)
         assert loop.time() - pushed_at < 5  # checked at once, not after busy's run
-        assert reconciling(status)["status"] == "True"
+        assert condition(status, "Reconciling")["status"] == "True"
         assert status["lastAppliedRevision"] == first  # nothing ran yet
         assert len(runner.runs) == 2
 

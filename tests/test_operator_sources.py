@@ -20,8 +20,7 @@ from tests.support.git_servers import GitDaemon, Upstream
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
 from tests.support.oci_registry import Registry
-from tests.support.recording_runner import RecordingRunner
-from tests.test_operator import (
+from tests.support.operator import (
     Staging,
     app,
     app_block,
@@ -37,8 +36,9 @@ from tests.test_operator import (
     workspace,
     workspace_poly,
 )
+from tests.support.recording_runner import RecordingRunner
 
-__all__ = ["app_block", "namespace", "settings"]  # fixtures of test_operator, used here
+__all__ = ["app_block", "namespace", "settings"]  # fixtures of tests/support/operator.py
 
 
 def test_switching_spec_source_ref_to_an_unrelated_branch_applies_it(

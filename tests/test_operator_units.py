@@ -36,10 +36,11 @@ from controller.operator.webhook import verify, webhook_app
 from controller.operator.worker import WorkspaceWorker
 from controller.secrets import AgeKeys
 from controller.settings import Settings
-from tests.support.actions import push_app_deploy
 from tests.support.gitrepo import GitRepo
-from tests.support.oci_registry import Registry
+from tests.support.operator import app_block
 from tests.support.recording_runner import Outcome, RecordingRunner
+
+__all__ = ["app_block"]  # a fixture of tests/support/operator.py
 
 SECRET = b"s3cret"
 BODY = b'{"ref": "refs/heads/main"}'
@@ -248,14 +249,6 @@ current-context: c
 """
 
 
-@pytest.fixture(scope="module")
-def unit_block(oci_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """app-deploy 1.1.0 in the test registry."""
-    return push_app_deploy(
-        oci_registry.host, "app-deploy-units", ("1.1.0",), tmp_path_factory.mktemp("app")
-    )
-
-
 class Loop:
     """A worker on a real Git repository, registry and pipeline; its runs are the recording
     double's, its API the :class:`FakeApi`. Nothing of ours is replaced."""
@@ -312,9 +305,9 @@ class Loop:
 
 
 def test_a_result_the_api_refused_is_stored_before_anything_runs_again(
-    tmp_path: Path, unit_block: str
+    tmp_path: Path, app_block: str
 ) -> None:
-    loop = Loop(tmp_path, FakeApi(fail={2}), unit_block)  # 1: run started, 2: the result
+    loop = Loop(tmp_path, FakeApi(fail={2}), app_block)  # 1: run started, 2: the result
 
     async def scenario() -> None:
         with pytest.raises(KubeError):
@@ -329,17 +322,17 @@ def test_a_result_the_api_refused_is_stored_before_anything_runs_again(
     assert [reason for _, reason, _ in loop.events].count("RunSucceeded") == 1
 
 
-def test_a_failed_run_started_write_does_not_fail_the_run(tmp_path: Path, unit_block: str) -> None:
-    loop = Loop(tmp_path, FakeApi(fail={1}), unit_block)
+def test_a_failed_run_started_write_does_not_fail_the_run(tmp_path: Path, app_block: str) -> None:
+    loop = Loop(tmp_path, FakeApi(fail={1}), app_block)
     asyncio.run(loop.worker.tick())
     assert loop.runs == 1 and loop.api.status["lastAppliedRevision"] == loop.head
     assert any("started" in line and "HTTP 500" in line for line in loop.logs)
 
 
 def test_a_push_does_not_cut_a_failing_revisions_backoff_short_a_new_commit_does(
-    tmp_path: Path, unit_block: str
+    tmp_path: Path, app_block: str
 ) -> None:
-    loop = Loop(tmp_path, FakeApi(), unit_block)
+    loop = Loop(tmp_path, FakeApi(), app_block)
     loop.runner.script(Outcome("failed", failed_task="x"))
     state = OperatorState(loop.shared, offline_kube(tmp_path))
     state.workers["ns", "ws"] = loop.worker
@@ -362,9 +355,9 @@ def test_a_push_does_not_cut_a_failing_revisions_backoff_short_a_new_commit_does
 
 
 def test_a_status_edited_by_a_person_is_adopted_a_stale_watch_is_not(
-    tmp_path: Path, unit_block: str
+    tmp_path: Path, app_block: str
 ) -> None:
-    loop = Loop(tmp_path, FakeApi(), unit_block)
+    loop = Loop(tmp_path, FakeApi(), app_block)
 
     async def scenario() -> None:
         await loop.worker.tick()
@@ -382,13 +375,13 @@ def test_a_status_edited_by_a_person_is_adopted_a_stale_watch_is_not(
 
 
 def test_an_unexpected_error_is_reported_without_its_message_and_the_loop_lives_on(
-    tmp_path: Path, unit_block: str
+    tmp_path: Path, app_block: str
 ) -> None:
     # The cache directory cannot be made (a file is in the way): a real OSError from the
     # fetch, whose message names a path that looks like a secret.
     blocker = tmp_path / "token=s3cr3t"
     blocker.write_text("")
-    loop = Loop(tmp_path, FakeApi(), unit_block, cache_dir=blocker / "cache")
+    loop = Loop(tmp_path, FakeApi(), app_block, cache_dir=blocker / "cache")
 
     async def scenario() -> None:
         task = asyncio.create_task(loop.worker.run())
@@ -436,9 +429,9 @@ class TokenApi(Kube):
 
 
 def test_the_webhook_answers_a_bare_404_when_the_api_fails_and_caches_tokens(
-    tmp_path: Path, unit_block: str
+    tmp_path: Path, app_block: str
 ) -> None:
-    loop = Loop(tmp_path, FakeApi(), unit_block)
+    loop = Loop(tmp_path, FakeApi(), app_block)
     loop.body["metadata"]["annotations"][WEBHOOK_SECRET_ANNOTATION] = "hook"
     api = TokenApi(tmp_path)
     state = OperatorState(loop.shared, api)

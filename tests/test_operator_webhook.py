@@ -24,9 +24,9 @@ from controller.operator.metrics import OperatorMetrics
 from controller.operator.shared import Shared
 from controller.operator.state import MISSING_TTL, WEBHOOK_SECRET_ANNOTATION, OperatorState
 from controller.operator.webhook import webhook_app
-from controller.operator.wiring import local_runner
 from controller.settings import Settings
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
+from tests.support.recording_runner import RecordingRunner
 
 HEAD = b"POST /hook/ns/ws HTTP/1.1\r\nHost: x\r\nX-Gitlab-Token: tok\r\n"
 
@@ -131,7 +131,7 @@ def served(kube: Kube, namespace: str, tmp_path: Path, body: dict[str, Any]) -> 
         config=OperatorConfig(),
         api=kube,
         metrics=OperatorMetrics(),
-        runner_factory=local_runner,
+        runner_factory=RecordingRunner().factory,  # nothing runs here
     )
     state = OperatorState(shared, kube)
     state.logged_in = True

@@ -18,8 +18,8 @@ from tests.support.actions import EXAMPLES, SEED_NAME
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.oci_registry import Registry
+from tests.support.operator import Staging
 from tests.test_drift_check_mode import needs_ansible
-from tests.test_operator import Staging
 
 CHANGELOG = """\
 - version: 1.2.0

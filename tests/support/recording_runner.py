@@ -7,7 +7,8 @@ boundary to the runners, and nothing of ours is monkeypatched. Real ``ansible-pl
 in the runner tests, one operator scenario and the demo test.
 
 Each run is recorded (:class:`Recorded`: who asked, the request, when, how it ended) and ends as
-the test scripts it: by default it succeeds with one changed task. A script is an
+the test scripts it: by default it succeeds with one changed task (a check-mode run finds drift
+when its outcome names ``changed_tasks``). A script is an
 :class:`Outcome` or a function of the request returning one (it may be ``async``, and may act on
 the world, e.g. write to the emulated cluster, as the real playbook would). Runs can be held
 until the test releases them, to observe the operator while a run is in flight::
@@ -57,6 +58,8 @@ class Outcome:
     log: tuple[str, ...] = ()
     delay: float = 0.0
     """Seconds the run takes (simulated, cancellable)."""
+    changed_tasks: tuple[str, ...] = ()
+    """The tasks that reported a change (in check mode: would change, i.e. drift)."""
 
     def counts(self) -> TaskCounts:
         failed = 0 if self.status == "succeeded" else 1
@@ -149,6 +152,7 @@ class RecordingRunner:
                 finished=datetime.now(UTC),
                 exit_code=0 if outcome.status == "succeeded" else 2,
                 failed_task=outcome.failed_task,
+                changed_tasks=outcome.changed_tasks,
             )
             return record.result
         except asyncio.CancelledError:
