@@ -28,8 +28,7 @@ from controller.settings import Settings
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
 from tests.support.oci_registry import Registry
-from tests.support.recording_runner import Outcome, RecordingRunner
-from tests.test_operator import (
+from tests.support.operator import (
     Staging,
     app,
     app_block,
@@ -41,6 +40,7 @@ from tests.test_operator import (
     workspace,
     workspace_poly,
 )
+from tests.support.recording_runner import Outcome, RecordingRunner
 from tests.test_source_cost import git_processes
 from tests.test_source_push import commands
 
