@@ -3,7 +3,8 @@
 Also, before any test runs: helm and kubectl from the dev dependency that ships them
 (tests/support/tools.py) go first on ``PATH``, so tests that look for them there find them; and
 in CI (``CI=true``) any skip except an ``e2e`` test's fails the run (tests/support/ci_skips.py);
-``--cpu-durations=N`` lists the tests costing the most CPU (tests/support/cpu_time.py).
+``--cpu-durations=N`` lists the tests costing the most CPU (tests/support/cpu_time.py); under
+pytest-xdist the slowest tests start first (tests/support/slow_first.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tests.support.tools import ToolsUnavailable, kube_tools
 pytest_plugins = [
     "tests.support.ci_skips",
     "tests.support.cpu_time",
+    "tests.support.slow_first",
     "tests.support.git_servers",
     "tests.support.oci_registry",
     "tests.support.kube_emulator",

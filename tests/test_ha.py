@@ -261,6 +261,7 @@ def test_killing_the_active_replica_mid_run_hands_over_without_running_a_revisio
     until(lambda: holder(kube_emulator, namespace) == "second", 30, "the takeover")
     handover = time.monotonic() - killed
     assert handover < LEASE_DURATION + 2.0, handover
+    third = replica("third")  # the next standby starts while the second runs
     # Local runner: no record says the run finished, so the new holder runs the revision again.
     until(lambda: lines() == ["start", "start"], WAIT, "the second replica's run to start")
     release.touch()
@@ -275,8 +276,8 @@ def test_killing_the_active_replica_mid_run_hands_over_without_running_a_revisio
     assert [(e["revision"], e["result"]) for e in done["history"]] == [(head, "Succeeded")]
 
     # Now the holder dies after recording: whoever takes over sees it applied, runs nothing.
+    until(lambda: "standing by" in third.output(), 30, "the third replica to stand by")
     second.kill()
-    third = replica("third")
     until(lambda: holder(kube_emulator, namespace) == "third", 30, "the third replica to lead")
     asked = "2026-12-01T12:00:00Z"
     patch_annotation(kubeconfig, namespace, "ws", {REQUESTED_AT: asked})
@@ -292,6 +293,11 @@ def test_killing_the_active_replica_mid_run_hands_over_without_running_a_revisio
     assert answered["lastAppliedRevision"] == head
     assert len(answered["history"]) == 1
     assert third.process.poll() is None
+
+    # A clean stop (SIGTERM: a rolling update) releases the Lease at once, for the next replica.
+    third.process.send_signal(signal.SIGTERM)
+    until(lambda: holder(kube_emulator, namespace) == "", 4.0, "the third replica to release")
+    third.process.wait(timeout=30)
 
 
 def patch_annotation(kubeconfig: Path, namespace: str, name: str, values: dict[str, str]) -> None:

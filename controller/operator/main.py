@@ -172,7 +172,7 @@ class Operator:
                 if self.elector is None:
                     await self._kopf(stop_flag, ready_flag)
                 else:
-                    await self._lead(self.elector, stop_flag or asyncio.Event(), ready_flag)
+                    await self._lead(self.elector, stop_flag, ready_flag)
         finally:
             await self.notifier.aclose()  # what is in flight, briefly; never blocks shutdown long
             self.kube.close()
@@ -192,8 +192,10 @@ class Operator:
         )
 
     async def _lead(
-        self, elector: Elector, stop: asyncio.Event, ready_flag: asyncio.Event | None
+        self, elector: Elector, stop: asyncio.Event | None, ready_flag: asyncio.Event | None
     ) -> None:
+        # ``stop`` stays None when nothing will set it: Kopf would wait on a flag no one sets
+        # and, stopped by a signal, give that waiter 5 s before it exits (and releases the Lease).
         self.standing_by = True
         try:
             if not await elector.acquire(stop):
