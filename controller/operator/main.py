@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -48,7 +49,8 @@ class Operator:
     The cluster is resolved once (:func:`controller.kube.load_cluster`: the configured
     kubeconfig, ``$KUBECONFIG``, ``~/.kube/config``, in-cluster); Kopf, the status writes, the
     Secret reads and the kubernetes runner all use that one :class:`~controller.kube.Kube`.
-    ``runner_factory`` defaults to the one ``settings.runner`` names.
+    ``runner_factory`` defaults to the one ``settings.runner`` names; ``notify_backoff``
+    (seconds before a notification's second try, doubling) to :class:`Policy`'s.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Operator:
         config: OperatorConfig | None = None,
         runner_factory: RunnerFactory | None = None,
         host: str = "0.0.0.0",  # noqa: S104 (probes and Git servers reach the pod's IP)
+        notify_backoff: float | None = None,
     ) -> None:
         if not clusterwide and not namespaces:
             raise ValueError("give namespaces to watch, or run cluster-wide")
@@ -75,10 +78,13 @@ class Operator:
         self.bound: dict[str, int] = {}
         self.metrics = OperatorMetrics()
         self.kube = Kube.connect(self.config.kubeconfig)  # KubeLoginError when there is none
+        policy = Policy(ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None)
+        if notify_backoff is not None:
+            policy = replace(policy, backoff=notify_backoff)
         self.notifier = Notifier(
             self.kube,
             alerts=self.kube,  # the namespace's Alert objects (docs/notifications.md)
-            policy=Policy(ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None),
+            policy=policy,
             on_failure=lambda ns, name, channel: self.metrics.notification_failures.labels(
                 ns, name, channel
             ).inc(),

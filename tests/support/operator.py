@@ -120,6 +120,7 @@ async def running(
         config=options,
         runner_factory=runner_factory,
         host="127.0.0.1",
+        notify_backoff=0.05,  # a forge that is down is given up on in a tenth of a second
     )
     stop, ready_flag = stop or asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(operator.run(stop_flag=stop, ready_flag=ready_flag))
