@@ -147,7 +147,7 @@ def test_a_run_past_its_timeout_is_stopped_and_its_container_removed(
 ) -> None:
     block = a_block(tmp_path, HEADER + "    - ansible.builtin.pause: {seconds: 120}\n")
     root = workspace_with_block(tmp_path, block)
-    result = run(runner, request(root, kubeconfig, "ns", playbook="play.yml", timeout=8.0))
+    result = run(runner, request(root, kubeconfig, "ns", playbook="play.yml", timeout=3.0))
     assert result.status == "timedOut"
     assert result.exit_code is None
     assert "timeout" in result.log_tail[-1]

@@ -68,21 +68,24 @@ def test_workflows_match_the_github_workflow_schema() -> None:
 @pytest.mark.parametrize("workflow", ALL, ids=lambda p: p.name)
 def test_every_run_step_passes_shellcheck(workflow: Path, tmp_path: Path) -> None:
     shellcheck = tool("shellcheck")
-    for job, step in steps(load(workflow)):
+    names: dict[str, str] = {}  # one file per step, all checked by one shellcheck process
+    for index, (job, step) in enumerate(steps(load(workflow))):
         if "run" not in step:
             continue
         # An expression is text GitHub pastes in before bash runs; a word stands in for it.
         script = EXPRESSION.sub("GHA_EXPRESSION", step["run"])
-        path = tmp_path / "step.sh"
+        path = tmp_path / f"step-{index}.sh"
         path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + script)
-        proc = subprocess.run(
-            [shellcheck, "--shell=bash", "--severity=style", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        name = step.get("name", step["run"].splitlines()[0])
-        assert proc.returncode == 0, f"{workflow.name} {job}: {name}:\n{proc.stdout}"
+        names[str(path)] = f"{workflow.name} {job}: {step.get('name', step['run'].splitlines()[0])}"
+    assert names, f"{workflow.name} has no run: step"
+    proc = subprocess.run(
+        [shellcheck, "--shell=bash", "--severity=style", "--format=gcc", *names],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    failing = sorted({names.get(line.split(":", 1)[0], line) for line in proc.stdout.splitlines()})
+    assert proc.returncode == 0 and not failing, f"{failing}:\n{proc.stdout}{proc.stderr}"
 
 
 @pytest.mark.parametrize("workflow", ALL, ids=lambda p: p.name)
