@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from controller.operator.metrics import OperatorMetrics, metrics_app, refresh_ca
 from controller.operator.relay import Relay
 from controller.operator.shards import parse_selector
 from controller.operator.shared import Shared
+from controller.operator.slots import CheckSlots
 from controller.operator.state import OperatorState
 from controller.operator.webhook import webhook_app
 from controller.operator.wiring import RunnerFactory
@@ -100,7 +102,7 @@ class Operator:
                     settings.age_identity_file, settings.age_identity, settings.age_passphrase
                 ),
                 run_slots=asyncio.Semaphore(self.config.max_concurrent_runs),
-                check_slots=asyncio.Semaphore(self.config.max_concurrent_checks),
+                check_slots=CheckSlots(self.config.max_concurrent_checks),
                 artifacts=lambda namespace, name: SecretStore(self.kube, namespace, name),
                 notifier=self.notifier,
             ),
@@ -254,9 +256,22 @@ def run_operator(
         runner_factory=runner_factory,
     )
     try:
-        asyncio.run(operator.run())
+        asyncio.run(_with_threads(operator))
     except LeaseLostError as exc:
         # Exit at once: Kopf's own shutdown would wait for daemons that are gone already.
         log.error(str(exc))
         logging.shutdown()
         os._exit(LEASE_LOST_EXIT)
+
+
+async def _with_threads(operator: Operator) -> None:
+    """``operator.run()`` with a thread pool sized for it. asyncio's default has CPUs + 4
+    threads (6 on 2 cores) for every blocking call: the Git checks in flight, a docker run for
+    its whole length, and every Kubernetes API call and tree read; with fewer threads than
+    checks and runs, a push's status write would wait behind a sweep's ``ls-remote``s."""
+    config = operator.config
+    threads = config.max_concurrent_checks + config.max_concurrent_runs + 8
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(threads, thread_name_prefix="cratekeeper")
+    )
+    await operator.run()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from controller.notify import Notifier
 from controller.operator.config import OperatorConfig
 from controller.operator.metrics import OperatorMetrics
+from controller.operator.slots import CheckSlots
 from controller.operator.wiring import RunnerFactory
 from controller.operator.writer import WorkspaceApi
 from controller.runners.artifacts import ArtifactStore
@@ -31,8 +32,8 @@ class Shared:
     base_keys: AgeKeys = field(default_factory=AgeKeys)
     run_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     """Held only while a block's action runs (``wiring.SlottedRunner``)."""
-    check_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
-    """Held while the source is checked (ls-remote, fetch)."""
+    check_slots: CheckSlots = field(default_factory=lambda: CheckSlots(8))
+    """Held while the source is checked (ls-remote, fetch); a push's check goes first."""
     artifacts: ArtifactStoreFactory | None = None
     """``(namespace, name)`` of a Workspace → where its kept block artifacts live."""
     notifier: Notifier | None = None

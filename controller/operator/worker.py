@@ -85,6 +85,7 @@ class WorkspaceWorker:
         self._wake = asyncio.Event()
         self._forced = False
         self._pushed_refs: set[str] = set()  # refs signed pushes named since the last fetch
+        self._woken = False  # this tick was asked for (a push, a person, a spec change)
         self._stopping = False
         self._retries = Retries(shared.config.backoff)
         self._drift = DriftWatch(namespace, name, shared, self._writer, log)
@@ -165,6 +166,7 @@ class WorkspaceWorker:
     async def _sleep(self, delay: float | None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=delay)
+        self._woken = self._wake.is_set()  # else the interval (or a retry) came round
         self._wake.clear()
 
     async def tick(self) -> float | None:
@@ -267,7 +269,9 @@ class WorkspaceWorker:
         # A push named our ref: it moved (most likely), so fetch without asking ls-remote first.
         moved = git_ref(spec).remote_name in self._pushed_refs
         self._pushed_refs.clear()
-        async with self._shared.check_slots:  # never a run slot: checks do not queue behind runs
+        # Never a run slot: checks do not queue behind runs; an asked-for check goes before
+        # the interval checks waiting (at 1,000 Workspaces a sweep queues hundreds).
+        async with self._shared.check_slots.slot(urgent=self._woken):
             return await asyncio.to_thread(
                 fetch,
                 source.url,
