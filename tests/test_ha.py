@@ -186,12 +186,14 @@ def workspace_repo(path: Path, kubeconfig: Path, block: str, **config: str) -> G
     return repo
 
 
-def workspace(name: str, url: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def workspace(
+    name: str, url: str, labels: dict[str, str] | None = None, interval: str = "2s"
+) -> dict[str, Any]:
     return {
         "apiVersion": "cratekeeper.dev/v1alpha1",
         "kind": "Workspace",
         "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"source": {"url": url, "ref": {"branch": "main"}, "interval": "2s"}},
+        "spec": {"source": {"url": url, "ref": {"branch": "main"}, "interval": interval}},
     }
 
 
@@ -349,19 +351,20 @@ def test_each_shard_reconciles_only_the_workspaces_its_selector_matches(
         return bool(body.get("status") or meta.get("finalizers") or kopf)
 
     shard("shard1", f"{SHARD_KEY} in (shard1)", CRATEKEEPER_SHARD="shard1")
-    kube_emulator.create(WORKSPACES, workspace("on-main", url), namespace)
-    kube_emulator.create(WORKSPACES, workspace("on-shard1", url, {SHARD_KEY: "shard1"}), namespace)
-    kube_emulator.create(WORKSPACES, workspace("on-shard2", url, {SHARD_KEY: "shard2"}), namespace)
+    for name, labels in (("on-main", {}), ("on-shard1", {SHARD_KEY: "shard1"})):
+        kube_emulator.create(WORKSPACES, workspace(name, url, labels, "1s"), namespace)
+    on_shard2 = workspace("on-shard2", url, {SHARD_KEY: "shard2"}, "1s")
+    kube_emulator.create(WORKSPACES, on_shard2, namespace)
     until(lambda: applied("on-shard1"), WAIT, "shard1 to apply its Workspace")
     assert not touched("on-main") and not touched("on-shard2")
 
     shard("main", f"!{SHARD_KEY}")
     until(lambda: applied("on-main"), WAIT, "the main instance to apply its Workspace")
-    time.sleep(2.0)  # an interval more: nothing serves shard2, so nothing touches it
+    time.sleep(1.5)  # an interval (1 s) more: nothing serves shard2, so nothing touches it
     assert not touched("on-shard2")
     # Idle, the two instances write nothing: neither undoes the other's Kopf bookkeeping.
     mark = kube_emulator.mark()
-    time.sleep(3.0)
+    time.sleep(2.0)  # two intervals
     writes = [str(r) for r in kube_emulator.writes(since=mark) if r.namespace == namespace]
     assert not writes, writes
     assert len(status(kube_emulator, namespace, "on-shard1")["history"]) == 1
