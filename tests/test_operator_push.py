@@ -15,27 +15,26 @@ import hashlib
 import hmac
 import json
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from controller.api.spec import REQUESTED_AT
 from controller.runners.base import ActionRequest
 from controller.settings import Settings
 from tests.support.gitrepo import GitRepo
 from tests.support.kube_emulator import WORKSPACES, KubeEmulator
-from tests.support.oci_registry import Registry
 from tests.support.operator import (
     Staging,
     app,
     app_block,
     applied,
+    namespace,
     patched,
     ready,
     running,
+    settings,
     until_status,
     workspace,
     workspace_poly,
@@ -44,24 +43,8 @@ from tests.support.recording_runner import Outcome, RecordingRunner
 from tests.test_source_cost import git_processes
 from tests.test_source_push import commands
 
-__all__ = ["app_block", "git_processes"]  # fixtures of other test modules, used here
+__all__ = ["app_block", "git_processes", "namespace", "settings"]  # fixtures of other modules
 TOKEN = "push-token"  # a throwaway webhook token
-
-
-@pytest.fixture
-def namespace(kube_emulator: KubeEmulator) -> str:
-    name = f"push-{uuid.uuid4().hex[:8]}"
-    kube_emulator.create("v1/namespaces", {"metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-def settings(tmp_path: Path, oci_registry: Registry) -> Settings:
-    return Settings(
-        cache_dir=tmp_path / "cache",
-        insecure_registries=[oci_registry.host],
-        allow_local_sources=True,
-    )
 
 
 def reconciling(status: dict[str, Any] | None) -> dict[str, str]:
