@@ -9,9 +9,11 @@ test registry (the operator resolves its digest there).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,22 @@ async def applied_at(emulator: KubeEmulator, namespace: str, sha: str) -> dict[s
     return await until_status(emulator, namespace, "ws", applied(sha), timeout=TIMEOUT)
 
 
+@contextlib.asynccontextmanager
+async def applying(
+    emulator: KubeEmulator,
+    settings: Settings,
+    kubeconfig: Path,
+    namespace: str,
+    repo: GitRepo,
+    runner: RecordingRunner,
+) -> AsyncIterator[None]:
+    """The operator running, Workspace ``ws`` (interval 1h) on ``repo``, its head applied."""
+    async with running(settings, kubeconfig, namespace, runner.factory):
+        emulator.create(WORKSPACES, workspace("ws", f"file://{repo.path}", "1h"), namespace)
+        await applied_at(emulator, namespace, repo.head())
+        yield
+
+
 def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
     kube_emulator: KubeEmulator,
     kubeconfig: Path,
@@ -91,12 +109,7 @@ def test_get_reconcile_and_history_of_a_workspace_the_operator_applied(
     head = repo.head()
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace, runner.factory):
-            kube_emulator.create(
-                WORKSPACES, workspace("ws", f"file://{repo.path}", "1h"), namespace
-            )
-            await applied_at(kube_emulator, namespace, head)
-
+        async with applying(kube_emulator, settings, kubeconfig, namespace, repo, runner):
             code, out = await cli("get", "workspaces")
             header, row = out.splitlines()
             assert header.split() == [
@@ -182,15 +195,9 @@ def test_suspend_is_visible_and_resume_reconciles_again(
 ) -> None:
     runner = RecordingRunner()
     cli = Cli(capsys, kubeconfig, namespace)
-    head = repo.head()
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace, runner.factory):
-            kube_emulator.create(
-                WORKSPACES, workspace("ws", f"file://{repo.path}", "1h"), namespace
-            )
-            await applied_at(kube_emulator, namespace, head)
-
+        async with applying(kube_emulator, settings, kubeconfig, namespace, repo, runner):
             watch = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -250,11 +257,7 @@ def test_diff_says_what_would_run_with_plan_exit_codes(
     head = repo.head()
 
     async def scenario() -> None:
-        async with running(settings, kubeconfig, namespace, runner.factory):
-            kube_emulator.create(
-                WORKSPACES, workspace("ws", f"file://{repo.path}", "1h"), namespace
-            )
-            await applied_at(kube_emulator, namespace, head)
+        async with applying(kube_emulator, settings, kubeconfig, namespace, repo, runner):
             code, out = await cli("diff", "ws")
             assert code == 0 and "nothing to run" in out, out
 
