@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 import pyrage
 
 from controller.errors import DecryptionError, KubeconfigError, Problem, WorkspaceError
-from controller.tree import Tree
+from controller.tree import Tree, read_files
 
 KUBECONFIG = "artifacts/secrets/kubeconfig.yml"
 KUBECONFIG_AGE = KUBECONFIG + ".age"
@@ -93,16 +93,14 @@ class AgeKeys:
         return cls(keys, passphrase or None)
 
 
-def _looks_like_kubeconfig(tree: Tree, relpath: str) -> bool:
-    """By name (``*kubeconfig*``, ``kube-config``...) or, for YAML/JSON files, by content."""
+def _kubeconfig_named(relpath: str) -> bool:
+    """Named like one: ``*kubeconfig*``, ``kube-config``, ``.kube/config``..."""
     path = PurePosixPath(relpath)
-    if _KUBECONFIG_NAME.search(path.name) or path.parts[-2:] == (".kube", "config"):
-        return True
-    if path.suffix not in _SCANNED_SUFFIXES:
-        return False
-    content = tree.read_bytes(relpath)
-    if content is None or len(content) > _SCAN_LIMIT:
-        return False
+    return bool(_KUBECONFIG_NAME.search(path.name)) or path.parts[-2:] == (".kube", "config")
+
+
+def _kubeconfig_content(content: bytes) -> bool:
+    """A YAML/JSON file's content that reads like a kubeconfig."""
     return bool(_KUBECONFIG_CONTENT.search(content) and _CLUSTERS.search(content))
 
 
@@ -111,12 +109,21 @@ def find_kubeconfig(tree: Tree) -> KubeconfigLocation:
     files = tree.files()
     present = set(files)
     plain, encrypted = KUBECONFIG in present, KUBECONFIG_AGE in present
-    others = [
+    candidates = [
         f
         for f in files
-        if f not in (KUBECONFIG, KUBECONFIG_AGE)
-        and not f.startswith(_IGNORED_DIRS)
-        and _looks_like_kubeconfig(tree, f)
+        if f not in (KUBECONFIG, KUBECONFIG_AGE) and not f.startswith(_IGNORED_DIRS)
+    ]
+    scanned = [
+        f
+        for f in candidates
+        if not _kubeconfig_named(f) and PurePosixPath(f).suffix in _SCANNED_SUFFIXES
+    ]
+    contents = read_files(tree, scanned, _SCAN_LIMIT)  # one Git process for all, not one each
+    others = [
+        f
+        for f in candidates
+        if _kubeconfig_named(f) or (f in contents and _kubeconfig_content(contents[f]))
     ]
     if others:
         raise KubeconfigError(

@@ -7,8 +7,9 @@ runs on a checkout on disk (``cratekeeper validate``) and on a commit inside a G
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class Tree(Protocol):
@@ -19,6 +20,15 @@ class Tree(Protocol):
 
     def files(self) -> list[str]:
         """Every file path (not directories), relative to the workspace root, sorted."""
+
+
+@runtime_checkable
+class BatchTree(Protocol):
+    """A tree that reads several files at once cheaper than one by one (a Git commit)."""
+
+    def read_many(self, relpaths: Iterable[str], max_size: int | None = None) -> dict[str, bytes]:
+        """The content of each of ``relpaths`` that is a file (of at most ``max_size`` bytes)."""
+        ...
 
 
 class DirectoryTree:
@@ -39,6 +49,21 @@ class DirectoryTree:
             for p in self.root.rglob("*")
             if p.is_file() and ".git" not in p.relative_to(self.root).parts
         )
+
+
+def read_files(
+    tree: Tree, relpaths: Iterable[str], max_size: int | None = None
+) -> dict[str, bytes]:
+    """The content of each of ``relpaths`` that is a file of at most ``max_size`` bytes (if
+    given); all at once when the tree can."""
+    if isinstance(tree, BatchTree):
+        return tree.read_many(relpaths, max_size)
+    found = ((p, tree.read_bytes(p)) for p in relpaths)
+    return {
+        p: data
+        for p, data in found
+        if data is not None and (max_size is None or len(data) <= max_size)
+    }
 
 
 def read_text(tree: Tree, relpath: str) -> str | None:

@@ -69,8 +69,10 @@ def run(
     cwd: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     timeout: float | None = DEFAULT_TIMEOUT,
+    stdin: bytes | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``git`` with the hermetic environment; the one place a subprocess is started."""
+    """Run ``git`` with the hermetic environment; the one place a subprocess is started
+    (``stdin``: what it reads, else nothing)."""
     argv = ["git"]
     if git_dir is not None:
         argv += ["--git-dir", str(git_dir)]
@@ -80,7 +82,7 @@ def run(
             argv,
             cwd=cwd,
             env=_hermetic_env(extra_env),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, killed as one (see the module doc)
@@ -90,7 +92,7 @@ def run(
             raise SourceError(f"{cwd} does not exist") from None
         raise SourceError("the `git` executable was not found on PATH; install Git") from exc
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise GitTimeoutError(
@@ -126,9 +128,10 @@ def git(
     git_dir: Path | None = None,
     cwd: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
 ) -> bytes:
     """Run a local ``git`` command and return its stdout; failure is a :class:`SourceError`."""
-    proc = run(args, git_dir=git_dir, cwd=cwd, extra_env=extra_env)
+    proc = run(args, git_dir=git_dir, cwd=cwd, extra_env=extra_env, stdin=stdin)
     if proc.returncode != 0:
         raise SourceError(f"git {args[0]} failed: {stderr(proc)}")
     return proc.stdout
