@@ -159,8 +159,10 @@ def busy_slots(
             break
         sha = fx.push(repo, "noop", 200 + i)
         sent = send(port, namespace, repo)
-        check = checked(fx, repo, sent, 20)
+        # Queued first, then its check (which came before it) from the git log: an interval
+        # check that began just before the webhook found the push, so no git process follows it.
         seen = reconciling(fx, namespace, repo, sha, 20)
+        check = checked(fx, repo, sent, 1 if seen else 20)
         sampled.append((repo, sha))
         if not all(holding(fx, namespace, r, slow[r]) for r in busy):
             late = len(others) - i  # a slot may have come free before this sample
