@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime
@@ -287,9 +289,9 @@ def test_hung_server_times_out_as_unreachable(silent_port: int, cache: Path) -> 
         fetch(f"git://127.0.0.1:{silent_port}/x.git", GitRef.branch("main"), cache, timeout=1)
 
 
-def _processes_with(*words: str) -> list[str]:
-    """Command lines of this machine's processes that contain every one of ``words``."""
-    found = []
+def _pids_with(*words: str) -> dict[int, str]:
+    """This machine's processes whose command line contains every one of ``words``."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -299,8 +301,13 @@ def _processes_with(*words: str) -> list[str]:
             continue  # it ended meanwhile
         line = " ".join(a.decode(errors="replace") for a in argv if a)
         if line and all(w in line for w in words):
-            found.append(line)
+            found[int(entry.name)] = line
     return found
+
+
+def _processes_with(*words: str) -> list[str]:
+    """Command lines of this machine's processes that contain every one of ``words``."""
+    return list(_pids_with(*words).values())
 
 
 @pytest.fixture
@@ -318,6 +325,11 @@ def hung_repository(tmp_path: Path) -> Iterator[Path]:
             os.close(os.open(repo / "packed-refs", os.O_WRONLY | os.O_NONBLOCK))
         except OSError:
             break  # no reader left
+    # A server side (git-upload-pack under sshd) that had not opened it yet would block on it
+    # later, for ever: end whatever still names this repository (only this test's processes).
+    for pid in _pids_with(str(repo)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_hung_local_git_command_is_a_git_timeout(hung_repository: Path) -> None:
